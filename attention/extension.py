@@ -1,0 +1,171 @@
+"""Build and load the compiled STDeformAttn kernels (csrc/) on first use.
+
+torch.utils.cpp_extension compiles the C++ (and, when torch has CUDA and a CUDA toolkit is
+found, the CUDA) sources into a persistent cache (TORCH_EXTENSIONS_DIR, default
+~/.cache/torch_extensions); ninja makes a second import reuse the build. The library registers
+the kernels of ``torch.ops.visbench.stdeform_attn`` for CPU and CUDA.
+
+Set VISBENCH_EXTENSION=0 to skip the build (the op then runs the pure-PyTorch reference),
+VISBENCH_EXTENSION_CUDA=0 to build the CPU kernel only, VISBENCH_EXTENSION_VERBOSE=1 to see the compiler's output, TORCH_CUDA_ARCH_LIST to choose GPU
+architectures (default: the visible GPU's, else "8.0;9.0").
+"""
+
+import contextlib
+import dataclasses
+import functools
+import glob
+import logging
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+
+DEFAULT_CUDA_ARCHS = "8.0;9.0"
+CPU_SOURCES = ("stdeform_attn_op.cpp", "stdeform_attn_cpu.cpp")
+CUDA_SOURCES = ("stdeform_attn_cuda.cu",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtensionInfo:
+    """What was built: which kernels exist, where the library is, and why anything is missing."""
+
+    loaded: bool
+    cpu_kernel: bool
+    cuda_kernel: bool
+    library: str | None = None
+    cuda_home: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def csrc_dir() -> Path:
+    """The kernel sources: attention/csrc in an installed wheel, else the repository's csrc/."""
+    for candidate in (Path(__file__).parent / "csrc", Path(__file__).parent.parent / "csrc"):
+        if (candidate / CPU_SOURCES[0]).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"STDeformAttn sources not found next to {Path(__file__).parent} (looked for csrc/)"
+    )
+
+
+def _is_toolkit_root(path: Path) -> bool:
+    has_nvcc = (path / "bin" / "nvcc").is_file()
+    has_cudart = bool(
+        glob.glob(str(path / "lib64" / "libcudart.so*"))
+        or glob.glob(str(path / "targets" / "*" / "lib" / "libcudart.so*"))
+    )
+    return has_nvcc and has_cudart
+
+
+def find_cuda_toolkit() -> Path | None:
+    """The real CUDA toolkit root: CUDA_HOME/CUDA_PATH, else the conventional locations.
+
+    torch guesses the root from the nvcc on PATH, which fails when that nvcc is a wrapper script
+    (the root then lacks lib64/libcudart and linking fails with "cannot find -lcudart"), so a
+    root is accepted only when it holds both bin/nvcc and libcudart.
+    """
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(str(Path(nvcc).resolve().parent.parent))
+    candidates += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
+    candidates += ["/opt/cuda", "/usr/lib/cuda"]
+    for candidate in candidates:
+        if candidate and _is_toolkit_root(Path(candidate)):
+            return Path(candidate).resolve()
+    return None
+
+
+def _cpu_flags() -> list[str]:
+    """-O3 and OpenMP (at::parallel_for runs serially without it); AVX2/FMA when this CPU has them."""
+    flags = ["-O3", "-fopenmp"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        with contextlib.suppress(OSError):
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+            if " avx2" in cpuinfo and " fma" in cpuinfo:
+                flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def _cpp_extension(cuda_home: Path | None):
+    """Import torch.utils.cpp_extension with CUDA_HOME pointing at the real toolkit root."""
+    if cuda_home is not None:
+        os.environ["CUDA_HOME"] = str(cuda_home)
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its "No CUDA runtime is found" is expected on CPU machines
+    try:
+        import torch.utils.cpp_extension as cpp_extension
+    finally:
+        logger.setLevel(level)
+    if cuda_home is not None:
+        cpp_extension.CUDA_HOME = str(cuda_home)
+    return cpp_extension
+
+
+def build(with_cuda: bool, verbose: bool = False) -> str:
+    """Compile (or reuse from the cache) the extension and load it; returns the library path."""
+    sources = [str(csrc_dir() / name) for name in CPU_SOURCES]
+    cuda_home = find_cuda_toolkit() if with_cuda else None
+    if with_cuda:
+        if cuda_home is None:
+            raise RuntimeError("no CUDA toolkit found (set CUDA_HOME to its root)")
+        sources += [str(csrc_dir() / name) for name in CUDA_SOURCES]
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+    cpp_extension = _cpp_extension(cuda_home)
+    cflags = _cpu_flags()
+    name = "visbench_stdeform_" + ("cuda" if with_cuda else "cpu")
+    if "-mavx2" in cflags:
+        name += "_avx2"
+    cuda_flags = ["-O3", "--use_fast_math", "-lineinfo"] if with_cuda else None
+    return cpp_extension.load(
+        name=name,
+        sources=sources,
+        extra_cflags=cflags,
+        extra_cuda_cflags=cuda_flags,
+        extra_ldflags=["-fopenmp"],
+        with_cuda=with_cuda,
+        is_python_module=False,
+        verbose=verbose,
+    )
+
+
+@functools.cache
+def load_extension() -> ExtensionInfo:
+    """Build and load the kernels once per process; never raises (reasons go in ``notes``)."""
+    notes: list[str] = []
+    if os.environ.get("VISBENCH_EXTENSION", "1") == "0":
+        return ExtensionInfo(False, False, False, notes=("disabled by VISBENCH_EXTENSION=0",))
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return ExtensionInfo(
+            False, False, False, notes=(f"no C++ compiler found ({compiler!r} is not on PATH)",)
+        )
+    verbose = os.environ.get("VISBENCH_EXTENSION_VERBOSE", "0") == "1"
+    want_cuda = os.environ.get("VISBENCH_EXTENSION_CUDA", "1") != "0"
+    cuda_home = find_cuda_toolkit() if torch.version.cuda and want_cuda else None
+    if not want_cuda:
+        notes.append("CUDA build disabled by VISBENCH_EXTENSION_CUDA=0: CPU kernel only")
+    elif torch.version.cuda is None:
+        notes.append("torch has no CUDA: CPU kernel only")
+    elif cuda_home is None:
+        notes.append("no CUDA toolkit found (set CUDA_HOME to its root): CPU kernel only")
+    if cuda_home is not None:
+        try:
+            library = build(with_cuda=True, verbose=verbose)
+            return ExtensionInfo(True, True, True, library, str(cuda_home), tuple(notes))
+        except Exception as error:  # a broken toolkit must not cost the CPU kernel
+            notes.append(f"CUDA build failed, CPU kernel only: {_first_line(error)}")
+    try:
+        library = build(with_cuda=False, verbose=verbose)
+    except Exception as error:
+        notes.append(f"C++ build failed: {_first_line(error)}")
+        return ExtensionInfo(False, False, False, notes=tuple(notes))
+    return ExtensionInfo(True, True, False, library, None, tuple(notes))
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__

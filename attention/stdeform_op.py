@@ -1,0 +1,137 @@
+"""The STDeformAttn custom op ``torch.ops.visbench.stdeform_attn`` and its public wrapper.
+
+The schema and the CPU/CUDA kernels live in csrc/ (TORCH_LIBRARY / TORCH_LIBRARY_IMPL) and are
+compiled on first use (attention/extension.py). This module adds what the modern custom-op
+convention keeps in Python: the fake (meta) kernels for torch.compile and the autograd formula,
+whose backward is itself the registered op ``visbench::stdeform_attn_backward``. Where no
+compiled kernel exists for a device (no compiler, no CUDA toolkit) the op runs the pure-PyTorch
+reference there, after one warning.
+"""
+
+import warnings
+
+import torch
+
+from attention.extension import ExtensionInfo, load_extension
+from attention.stdeform_checks import check_stdeform_inputs
+from attention.stdeform_reference import (
+    stdeform_attn_reference,
+    stdeform_attn_reference_backward,
+)
+
+FORWARD_SCHEMA = (
+    "stdeform_attn(Tensor value, Tensor shapes, Tensor start, Tensor loc, Tensor weights) -> Tensor"
+)
+BACKWARD_SCHEMA = (
+    "stdeform_attn_backward(Tensor grad_out, Tensor value, Tensor shapes, Tensor start, "
+    "Tensor loc, Tensor weights) -> (Tensor, Tensor, Tensor)"
+)
+
+_registered = False
+_info: ExtensionInfo | None = None
+_libraries: list[torch.library.Library] = []  # keep Python-side registrations alive
+
+
+def _fake_forward(value, shapes, start, loc, weights):
+    check_stdeform_inputs(value, shapes, start, loc, weights, check_values=False)
+    N, _, M, D = value.shape
+    return value.new_empty(N, loc.shape[1], M * D)
+
+
+def _fake_backward(grad_out, value, shapes, start, loc, weights):
+    check_stdeform_inputs(value, shapes, start, loc, weights, check_values=False)
+    return torch.empty_like(value), torch.empty_like(loc), torch.empty_like(weights)
+
+
+def _setup_context(ctx, inputs, output):
+    value, shapes, start, loc, weights = inputs
+    ctx.save_for_backward(value, shapes, start, loc, weights)
+
+
+def _backward(ctx, grad_out):
+    value, shapes, start, loc, weights = ctx.saved_tensors
+    grad_value, grad_loc, grad_weights = torch.ops.visbench.stdeform_attn_backward(
+        grad_out.contiguous(), value, shapes, start, loc, weights
+    )
+    return grad_value, None, None, grad_loc, grad_weights
+
+
+def _register_reference(library: torch.library.Library, dispatch_key: str) -> None:
+    library.impl("stdeform_attn", stdeform_attn_reference, dispatch_key)
+    library.impl("stdeform_attn_backward", stdeform_attn_reference_backward, dispatch_key)
+
+
+def register_op() -> ExtensionInfo:
+    """Build/load the kernels and register the op once per process; returns what was built."""
+    global _registered, _info
+    if _registered:
+        return _info
+    info = load_extension()
+    if info.loaded:
+        library = torch.library.Library("visbench", "IMPL")
+    else:
+        library = torch.library.Library("visbench", "DEF")
+        library.define(FORWARD_SCHEMA)
+        library.define(BACKWARD_SCHEMA)
+    if not info.cpu_kernel:
+        _register_reference(library, "CPU")
+        warnings.warn(
+            "visbench: the STDeformAttn C++ kernels are not available ("
+            + "; ".join(info.notes)
+            + "); torch.ops.visbench.stdeform_attn runs the slow pure-PyTorch reference.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if not info.cuda_kernel:
+        _register_reference(library, "CUDA")
+        if torch.cuda.is_available():
+            warnings.warn(
+                "visbench: no CUDA kernel for STDeformAttn ("
+                + "; ".join(info.notes)
+                + "); CUDA tensors run the pure-PyTorch reference.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    _libraries.append(library)
+    torch.library.register_fake("visbench::stdeform_attn", _fake_forward)
+    torch.library.register_fake("visbench::stdeform_attn_backward", _fake_backward)
+    torch.library.register_autograd(
+        "visbench::stdeform_attn", _backward, setup_context=_setup_context
+    )
+    _info = info
+    _registered = True
+    return info
+
+
+def stdeform_impl(device: str | torch.device = "cpu") -> str:
+    """Which implementation the op runs on ``device``: "cpu kernel", "cuda kernel" or "reference"."""
+    info = register_op()
+    kind = torch.device(device).type
+    if kind == "cpu" and info.cpu_kernel:
+        return "cpu kernel"
+    if kind == "cuda" and info.cuda_kernel:
+        return "cuda kernel"
+    return "reference"
+
+
+def stdeform_attn(
+    value: torch.Tensor,  # (N, S, M, D)
+    shapes: torch.Tensor,  # (L, 3) int64 rows (T, H, W)
+    start: torch.Tensor,  # (L,) int64
+    loc: torch.Tensor,  # (N, Q, M, L, K, 3) normalised (x, y, t)
+    weights: torch.Tensor,  # (N, Q, M, L, K)
+    *,
+    impl: str = "op",
+) -> torch.Tensor:  # (N, Q, M*D)
+    """Spatio-temporal deformable attention: sum over levels and points of weight * trilinear sample.
+
+    ``impl="op"`` runs ``torch.ops.visbench.stdeform_attn`` (the compiled kernel of the tensors'
+    device); ``impl="reference"`` the pure-PyTorch ``F.grid_sample`` reference.
+    """
+    if impl == "reference":
+        return stdeform_attn_reference(value, shapes, start, loc, weights)
+    if impl != "op":
+        raise ValueError(f"stdeform_attn: impl must be 'op' or 'reference', got {impl!r}")
+    if not _registered:
+        register_op()
+    return torch.ops.visbench.stdeform_attn(value, shapes, start, loc, weights)
