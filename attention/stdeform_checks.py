@@ -20,8 +20,13 @@ def check_stdeform_inputs(
     check_values: bool = True,
 ) -> None:
     """Validate ranks, sizes, dtypes, devices, layout and (if check_values) shapes/start values."""
-    for name, t in (("value", value), ("shapes", shapes), ("start", start), ("loc", loc),
-                    ("weights", weights)):
+    for name, t in (
+        ("value", value),
+        ("shapes", shapes),
+        ("start", start),
+        ("loc", loc),
+        ("weights", weights),
+    ):
         if not isinstance(t, torch.Tensor):
             _fail(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if value.dim() != 4:
@@ -81,7 +86,9 @@ def check_stdeform_inputs(
 
     if check_values:
         total = 0
-        for level, ((T, H, W), offset) in enumerate(zip(shapes.tolist(), start.tolist())):
+        for level, ((T, H, W), offset) in enumerate(
+            zip(shapes.tolist(), start.tolist(), strict=True)
+        ):
             if min(T, H, W) <= 0:
                 _fail(f"shapes[{level}] must be positive (T, H, W), got ({T}, {H}, {W})")
             if offset != total:

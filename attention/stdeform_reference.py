@@ -25,7 +25,7 @@ def stdeform_attn_reference(
     _, Q, _, L, K, _ = loc.shape
     grid = 2 * loc - 1  # (N, Q, M, L, K, 3)
     out = value.new_zeros(N * M, D, Q)
-    for level, ((T, H, W), offset) in enumerate(zip(shapes.tolist(), start.tolist())):
+    for level, ((T, H, W), offset) in enumerate(zip(shapes.tolist(), start.tolist(), strict=True)):
         volume = value[:, offset : offset + T * H * W]  # (N, T*H*W, M, D)
         volume = volume.reshape(N, T, H, W, M, D).permute(0, 4, 5, 1, 2, 3)  # (N, M, D, T, H, W)
         volume = volume.reshape(N * M, D, T, H, W)
@@ -60,7 +60,7 @@ def stdeform_attn_reference_backward(
     grad_value = torch.zeros_like(value)
     grad_loc = torch.zeros_like(loc)
     grad_weights = torch.zeros_like(weights)
-    for level, ((T, H, W), offset) in enumerate(zip(shapes.tolist(), start.tolist())):
+    for level, ((T, H, W), offset) in enumerate(zip(shapes.tolist(), start.tolist(), strict=True)):
         volume = value[:, offset : offset + T * H * W].reshape(N, T, H, W, M, D)
         volume = volume.permute(0, 4, 5, 1, 2, 3).reshape(N * M, D, T, H, W)
         level_grid = grid[:, :, :, level].permute(0, 2, 1, 3, 4).reshape(N * M, Q, K, 1, 3)

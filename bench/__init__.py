@@ -1,0 +1,1 @@
+"""visbench: data, evaluation, harnesses and reports for attention in video instance segmentation."""
