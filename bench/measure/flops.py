@@ -1,0 +1,119 @@
+"""FLOP counting, cross-checked three ways.
+
+1. fvcore's FlopCountAnalysis (jit trace; counts one multiply-accumulate as one "flop", so its
+   totals are reported as GMACs), with handles added for ``visbench::stdeform_attn`` and
+   ``aten::scaled_dot_product_attention``; per module and per operator.
+2. torch.utils.flop_counter.FlopCounterMode (dispatch level; counts 2 FLOPs per MAC), with
+   formulas registered for the custom op and for CPU's fused SDPA kernel.
+3. The attention backends' analytic formulas (``AttentionBackend.mac_breakdown``).
+
+Operators neither counter has a formula for are listed (``unsupported``), never dropped silently;
+fvcore's own ignore list holds only shape, copy and integer ops, which cost no arithmetic.
+"""
+
+import dataclasses
+from collections import Counter
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import get_shape
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
+
+STDEFORM_OP = "visbench::stdeform_attn"
+CORNERS = 8  # trilinear interpolation reads 8 corners per point
+
+
+def stdeform_macs(value_shape, loc_shape) -> int:
+    """MACs of the op: N*Q*M*L*K points x 8 corners x D channels (weighting included)."""
+    N, _, M, D = value_shape
+    _, Q, _, L, K, _ = loc_shape
+    return N * Q * M * L * K * CORNERS * D
+
+
+def sdpa_macs(query_shape, key_shape, value_shape) -> int:
+    """MACs of softmax(QK^T)V: Q·K^T plus attention·V, per batch and head."""
+    *batch, q_len, head_dim = query_shape
+    k_len, v_dim = key_shape[-2], value_shape[-1]
+    heads = 1
+    for size in batch:
+        heads *= size
+    return heads * q_len * k_len * (head_dim + v_dim)
+
+
+def _fvcore_stdeform(inputs, outputs) -> int:
+    return stdeform_macs(get_shape(inputs[0]), get_shape(inputs[3]))
+
+
+def _fvcore_sdpa(inputs, outputs) -> int:
+    return sdpa_macs(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(inputs[2]))
+
+
+FVCORE_HANDLES = {
+    STDEFORM_OP: _fvcore_stdeform,
+    "aten::scaled_dot_product_attention": _fvcore_sdpa,
+}
+
+
+def _register_flop_counter_formulas() -> None:
+    """FlopCounterMode formulas (2 FLOPs per MAC) for the op and for fused SDPA kernels it lacks."""
+    from attention import register_op
+
+    register_op()
+    stdeform = torch.ops.visbench.stdeform_attn
+    backward = torch.ops.visbench.stdeform_attn_backward
+    if stdeform not in flop_registry:
+
+        @register_flop_formula(stdeform)
+        def _stdeform_flop(value_shape, shapes_shape, start_shape, loc_shape, *args, **kwargs):
+            return 2 * stdeform_macs(value_shape, loc_shape)
+
+        @register_flop_formula(backward)
+        def _stdeform_backward_flop(
+            grad_shape, value_shape, shapes_shape, start_shape, loc_shape, *args, **kwargs
+        ):
+            # gradient of value and of the weights/locations: twice the forward, as for matmuls
+            return 4 * stdeform_macs(value_shape, loc_shape)
+
+    cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_sdpa is not None and cpu_sdpa not in flop_registry:
+
+        @register_flop_formula(cpu_sdpa)
+        def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, **kwargs):
+            return 2 * sdpa_macs(query_shape, key_shape, value_shape)
+
+
+@dataclasses.dataclass
+class FlopCount:
+    """fvcore's count: MACs in total, per module and per operator, and what it could not count."""
+
+    total_macs: int
+    by_module: dict[str, int]
+    by_operator: dict[str, int]
+    unsupported: dict[str, int]
+
+
+def count_fvcore(model: torch.nn.Module, inputs: tuple) -> FlopCount:
+    """Trace ``model(*inputs)`` with fvcore and count multiply-accumulates."""
+    from attention import register_op
+
+    register_op()
+    analysis = FlopCountAnalysis(model, inputs).set_op_handle(**FVCORE_HANDLES)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    analysis.tracer_warnings("none")
+    return FlopCount(
+        total_macs=int(analysis.total()),
+        by_module={name: int(v) for name, v in analysis.by_module().items()},
+        by_operator={name: int(v) for name, v in analysis.by_operator().items()},
+        unsupported=dict(Counter(analysis.unsupported_ops())),
+    )
+
+
+def count_flop_counter(model: torch.nn.Module, inputs: tuple) -> tuple[int, dict[str, int]]:
+    """FLOPs (2 per MAC) of ``model(*inputs)`` by torch's FlopCounterMode: total and per operator."""
+    _register_flop_counter_formulas()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    per_op = Counter()
+    for op, flops in counter.get_flop_counts().get("Global", {}).items():
+        per_op[str(op)] += int(flops)
+    return int(counter.get_total_flops()), dict(per_op)
