@@ -1,0 +1,115 @@
+"""YouTube-VIS results: the list a model's predictions are written as, and read back from.
+
+One entry per predicted instance track:
+
+    {"video_id": int, "category_id": int, "score": float,
+     "segmentations": [RLE or None, ...]}      # one entry per frame of the video
+
+Each RLE is compressed, `{"size": [H, W], "counts": str}`; None (JSON null) marks a frame where
+the instance is absent (the evaluator treats it like an empty mask). `check_results` validates a
+list on its own; whether ids and frame counts fit a ground-truth file is the evaluator's check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_api
+
+from bench.data.ytvis import YTVISFormatError, is_int, is_number
+
+RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
+
+
+def masks_to_rles(masks: Any, present: Any = None) -> list[dict | None]:
+    """Per-frame compressed RLEs (counts as str) of masks (T, H, W) bool (numpy or torch).
+
+    present (T,) bool marks the frames that get an RLE; the others get None. When present is None,
+    frames whose mask is empty get None.
+    """
+    masks = np.asarray(masks).astype(bool)  # (T, H, W)
+    if masks.ndim != 3:
+        raise ValueError(f"masks has shape {masks.shape}, expected (T, H, W)")
+    present = masks.any(axis=(1, 2)) if present is None else np.asarray(present).astype(bool)
+    if present.shape != masks.shape[:1]:
+        raise ValueError(f"present has shape {present.shape}, expected ({masks.shape[0]},)")
+    encoded = mask_api.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [
+        {"size": list(map(int, rle["size"])), "counts": rle["counts"].decode("ascii")}
+        if keep
+        else None
+        for rle, keep in zip(encoded, present, strict=True)
+    ]
+
+
+def _check_entry(entry: Any, i: int, source: str) -> dict:
+    where = f"{source}: result {i}"
+    if not isinstance(entry, dict):
+        raise YTVISFormatError(f"{where} is a {type(entry).__name__}, expected an object")
+    for key in RESULT_KEYS:
+        if key not in entry:
+            raise YTVISFormatError(f"{where}: missing key '{key}'")
+    where = f"{where} (video_id {entry['video_id']!r})"
+    for key in ("video_id", "category_id"):
+        if not is_int(entry[key]):
+            raise YTVISFormatError(f"{where}: field '{key}' is {entry[key]!r}, expected int")
+    score = entry["score"]
+    if not (is_number(score) and math.isfinite(score)):
+        raise YTVISFormatError(f"{where}: field 'score' is {score!r}, expected a finite number")
+    segs = entry["segmentations"]
+    if not (isinstance(segs, list) and segs):
+        raise YTVISFormatError(f"{where}: field 'segmentations' is not a non-empty list")
+    sizes = set()
+    checked = []
+    for t, seg in enumerate(segs):
+        if seg is None:
+            checked.append(None)
+            continue
+        counts = seg.get("counts") if isinstance(seg, dict) else None
+        size = seg.get("size") if isinstance(seg, dict) else None
+        if not (
+            isinstance(counts, (str, bytes))
+            and isinstance(size, (list, tuple))
+            and len(size) == 2
+            and all(map(is_int, size))
+        ):
+            raise YTVISFormatError(
+                f"{where}: 'segmentations[{t}]' is not null or a compressed RLE "
+                "{'size': [H, W], 'counts': str}"
+            )
+        sizes.add((int(size[0]), int(size[1])))
+        counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
+        checked.append({"size": [int(size[0]), int(size[1])], "counts": counts})
+    if len(sizes) > 1:
+        raise YTVISFormatError(f"{where}: 'segmentations' mix mask sizes {sorted(sizes)}")
+    return {
+        "video_id": int(entry["video_id"]),
+        "category_id": int(entry["category_id"]),
+        "score": float(score),
+        "segmentations": checked,
+    }
+
+
+def check_results(results: Any, source: str = "<results>") -> list[dict]:
+    """Validate a results list; return it with plain Python types (counts as str)."""
+    if not isinstance(results, list):
+        raise YTVISFormatError(f"{source}: results are a {type(results).__name__}, expected a list")
+    return [_check_entry(entry, i, source) for i, entry in enumerate(results)]
+
+
+def save_results(results: list[dict], path: str | os.PathLike) -> None:
+    """Validate and write a results list as JSON."""
+    checked = check_results(results)
+    with open(path, "w") as f:
+        json.dump(checked, f)
+
+
+def load_results(path: str | os.PathLike) -> list[dict]:
+    """Read and validate a results JSON file."""
+    with open(path) as f:
+        results = json.load(f)
+    return check_results(results, str(path))
