@@ -1,0 +1,103 @@
+"""The HTML report in a real browser: headless Chromium opens it from disk, every image loads and
+every table is there.
+
+A copy of index.html, next to it in the rendered folder so that the relative image paths resolve,
+gets one inline script that, once the page has loaded, writes what the browser sees (each image's
+natural size, the tables and their rows, the style of the reported rows) into a <pre> element;
+``--dump-dom`` prints the DOM after the virtual-time budget, and the test reads that element.
+Skipped, with the reason, when Chromium is not installed (Debian: ``apt-get install chromium``;
+another binary can be named in $VISBENCH_CHROMIUM).
+"""
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+
+from bench.report import render_report
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report"
+TABLE_IDS = {"cost", "k-ablation", "scaling", "scaling-points", "flops-split", "flops-counters"}
+TABLE_IDS |= {"unsupported-ops", "failures", "environments"}
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--run-all-compositor-stages-before-draw",
+    "--virtual-time-budget=5000",
+]
+CHECK_SCRIPT = """
+<script>
+window.addEventListener("load", function () {
+  var result = {
+    title: document.title,
+    images: Array.from(document.images).map(function (img) {
+      return {src: img.getAttribute("src"), complete: img.complete,
+              width: img.naturalWidth, height: img.naturalHeight};
+    }),
+    tables: Array.from(document.querySelectorAll("table[id]")).map(function (table) {
+      return {id: table.id, rows: table.tBodies[0].rows.length};
+    }),
+    reportedStyles: Array.from(document.querySelectorAll("tr.reported td:first-child")).map(
+      function (cell) { return getComputedStyle(cell).fontStyle; }),
+  };
+  var out = document.createElement("pre");
+  out.id = "browser-check";
+  out.textContent = JSON.stringify(result);
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def chromium() -> str:
+    binary = os.environ.get("VISBENCH_CHROMIUM") or shutil.which("chromium")
+    if not binary:
+        pytest.skip(
+            "chromium not installed: the browser check of reports/index.html needs it "
+            "(Debian: apt-get install -y chromium, or set VISBENCH_CHROMIUM)"
+        )
+    return binary
+
+
+def test_the_report_renders_in_headless_chromium(tmp_path):
+    browser = chromium()
+    out = tmp_path / "report"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the fixture's half-written line
+        written = render_report(FIXTURE, out)
+    page = written["index.html"].read_text(encoding="utf-8")
+    assert page.count("</body>") == 1
+    check = out / "browser_check.html"  # beside index.html: the same relative image paths
+    check.write_text(page.replace("</body>", CHECK_SCRIPT + "</body>"), encoding="utf-8")
+    profile = tmp_path / "profile"
+    done = subprocess.run(
+        [browser, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", check.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    found = re.search(r'<pre id="browser-check">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"no result in the dumped DOM (exit {done.returncode}): {done.stderr[-2000:]}"
+    result = json.loads(html.unescape(found.group(1)))
+
+    assert result["title"].startswith("visbench report")
+    pngs = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
+    assert sorted(image["src"] for image in result["images"]) == pngs and len(pngs) == 4
+    for image in result["images"]:
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
+    tables = {table["id"]: table["rows"] for table in result["tables"]}
+    assert set(tables) == TABLE_IDS
+    assert all(rows > 0 for rows in tables.values()), tables
+    assert result["reportedStyles"] == ["italic"] * 4
