@@ -167,5 +167,10 @@ def load_extension() -> ExtensionInfo:
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[-1] if text else type(error).__name__
+    """The gist of a build error: its first line and the compiler's first error lines."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    errors = [line for line in lines[1:] if "error" in line.lower()][:3]
+    hint = " (VISBENCH_EXTENSION_VERBOSE=1 shows the compiler output)"
+    return " | ".join([lines[0], *errors])[:1500] + hint
