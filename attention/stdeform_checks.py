@@ -99,3 +99,21 @@ def check_stdeform_inputs(
             total += T * H * W
         if value.shape[1] != total:
             _fail(f"value has S={value.shape[1]} tokens but shapes describe sum(T*H*W)={total}")
+
+
+def check_stdeform_backward_inputs(grad_out, value, shapes, start, loc, weights) -> None:
+    """The forward's checks plus grad_out (N, Q, M*D) with value's dtype and device, contiguous."""
+    check_stdeform_inputs(value, shapes, start, loc, weights)
+    expected = (value.shape[0], loc.shape[1], value.shape[2] * value.shape[3])
+    if not isinstance(grad_out, torch.Tensor) or tuple(grad_out.shape) != expected:
+        got = tuple(grad_out.shape) if isinstance(grad_out, torch.Tensor) else type(grad_out)
+        raise ValueError(
+            f"stdeform_attn_backward: grad_out must be (N, Q, M*D) = {expected}, got {got}"
+        )
+    if grad_out.dtype != value.dtype or grad_out.device != value.device:
+        raise ValueError(
+            f"stdeform_attn_backward: grad_out must be {value.dtype} on {value.device} like value, "
+            f"got {grad_out.dtype} on {grad_out.device}"
+        )
+    if not grad_out.is_contiguous():
+        raise ValueError("stdeform_attn_backward: grad_out must be contiguous")

@@ -9,7 +9,7 @@ differentiable by autograd, and always available.
 import torch
 import torch.nn.functional as F
 
-from attention.stdeform_checks import check_stdeform_inputs
+from attention.stdeform_checks import check_stdeform_backward_inputs, check_stdeform_inputs
 
 
 def stdeform_attn_reference(
@@ -52,7 +52,7 @@ def stdeform_attn_reference_backward(
     Used as the backward kernel where no compiled one exists; it calls grid_sample's own
     backward (aten.grid_sampler_3d_backward) per level.
     """
-    check_stdeform_inputs(value, shapes, start, loc, weights)
+    check_stdeform_backward_inputs(grad_out, value, shapes, start, loc, weights)
     N, S, M, D = value.shape
     _, Q, _, L, K, _ = loc.shape
     grid = 2 * loc - 1
