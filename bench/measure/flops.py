@@ -11,6 +11,7 @@ Operators neither counter has a formula for are listed (``unsupported``), never 
 fvcore's own ignore list holds only shape, copy and integer ops, which cost no arithmetic.
 """
 
+import contextlib
 import dataclasses
 from collections import Counter
 
@@ -108,10 +109,27 @@ def count_fvcore(model: torch.nn.Module, inputs: tuple) -> FlopCount:
     )
 
 
+@contextlib.contextmanager
+def _parameters_frozen(model: torch.nn.Module):
+    """requires_grad off for every parameter, restored afterwards.
+
+    FlopCounterMode's module tracker hooks tensors that require grad; under torch.no_grad() it
+    fails on a parameter passed straight into a submodule, so freeze instead of no_grad.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 def count_flop_counter(model: torch.nn.Module, inputs: tuple) -> tuple[int, dict[str, int]]:
     """FLOPs (2 per MAC) of ``model(*inputs)`` by torch's FlopCounterMode: total and per operator."""
     _register_flop_counter_formulas()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with _parameters_frozen(model), FlopCounterMode(display=False) as counter:
         model(*inputs)
     per_op = Counter()
     for op, flops in counter.get_flop_counts().get("Global", {}).items():

@@ -1,0 +1,273 @@
+"""The benchmark cases. Each runs inside its own subprocess (bench.isolation) and returns records.
+
+- ``flops_case``: fvcore MACs per component (backbone, encoder, decoder, heads) and for one
+  encoder layer and its attention; FlopCounterMode's total (halved to MACs); the backends'
+  analytic formulas for the attention modules.
+- ``inference_case``: frames per second (T x clips/s, batch 1, model time only, warm-up,
+  synchronised, median and IQR over repeats) and peak memory (CUDA max_memory_allocated after a
+  reset, or on the CPU the subprocess's peak RSS above its baseline before the model runs).
+- ``scaling_case``: time and peak memory of one encoder layer at a given T x H x W.
+
+A case's identity (its ``case`` dict) holds everything that determines the measurement.
+"""
+
+import resource
+import statistics
+from pathlib import Path
+
+import torch
+
+from bench.environment import environment
+from bench.measure.flops import count_flop_counter, count_fvcore
+from bench.store import record
+
+MIB = 2**20
+
+
+def _setup(device: str, threads: int | None) -> torch.device:
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but CUDA is not available")
+    return device
+
+
+def _model(preset: str, backend: str, overrides: dict, device: torch.device):
+    from models import build_model
+
+    model, _, _ = build_model(preset, backend, **overrides)
+    return model.to(device).eval()
+
+
+def model_input(model, T: int | None, height: int | None, width: int | None, device):
+    """A batch-1 clip at the preset's size (short side x max size) unless given."""
+    preset = model.preset
+    T = T or preset.num_frames
+    height, width = height or preset.short_side, width or preset.max_size
+    generator = torch.Generator().manual_seed(0)
+    clips = torch.randn(1, T, 3, height, width, generator=generator).to(device)
+    padding = torch.zeros(1, height, width, dtype=torch.bool, device=device)
+    return clips, padding
+
+
+def _status_mib(field: str) -> float | None:
+    """VmRSS / VmHWM of this process from /proc/self/status, in MiB (None off Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's RSS high-water mark to the current RSS (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def flops_case(case: dict) -> list[dict]:
+    """MACs of a model by component, cross-checked (see the module docstring)."""
+    device = _setup(case["device"], case.get("threads"))
+    model = _model(case["preset"], case["backend"], case["overrides"], device)
+    inputs = model_input(model, **case["input"], device=device)
+    env = environment(str(device))
+    counted = count_fvcore(model, inputs)
+    giga = 1e9
+    modules = counted.by_module
+    parts = {
+        "backbone": modules.get("backbone", 0),
+        "encoder": modules.get("transformer.encoder", 0),
+        "decoder": modules.get("transformer.decoder", 0),
+    }
+    # input projections, pixel decoder, class/box/mask heads and the mask product
+    parts["heads"] = counted.total_macs - sum(parts.values())
+    records = [
+        record(
+            case,
+            "macs",
+            counted.total_macs / giga,
+            "GMAC",
+            env,
+            component="model",
+            counter="fvcore",
+            unsupported=counted.unsupported,
+        )
+    ]
+    records += [
+        record(case, "macs", value / giga, "GMAC", env, component=name, counter="fvcore")
+        for name, value in parts.items()
+    ]
+    flops, _ = count_flop_counter(model, inputs)
+    records.append(
+        record(
+            case, "macs", flops / 2 / giga, "GMAC", env, component="model", counter="flop_counter"
+        )
+    )
+    transformer = model.transformer
+    if len(transformer.encoder):
+        layer = "transformer.encoder.0"
+        attention = transformer.encoder[0].self_attn
+        shapes = _token_shapes(model, inputs)
+        tokens = sum(t * h * w for t, h, w in shapes)
+        records += [
+            record(
+                case,
+                "macs",
+                modules.get(layer, 0) / giga,
+                "GMAC",
+                env,
+                component="encoder_layer",
+                counter="fvcore",
+            ),
+            record(
+                case,
+                "macs",
+                modules.get(f"{layer}.self_attn", 0) / giga,
+                "GMAC",
+                env,
+                component="encoder_attention",
+                counter="fvcore",
+            ),
+            record(
+                case,
+                "macs",
+                attention.macs(tokens, shapes) / giga,
+                "GMAC",
+                env,
+                component="encoder_attention",
+                counter="analytic",
+                breakdown={k: v / giga for k, v in attention.mac_breakdown(tokens, shapes).items()},
+            ),
+        ]
+    return records
+
+
+def _token_shapes(model, inputs) -> list[tuple[int, int, int]]:
+    """(T, H_l, W_l) of every transformer level for this input (from a backbone pass)."""
+    clips, _ = inputs
+    with torch.no_grad():
+        levels, _ = model.backbone(clips[0, :1])
+    return [(clips.shape[1], *level.shape[-2:]) for level in levels]
+
+
+def _time(function, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Wall-clock seconds of ``function()`` per repeat, synchronised, after warm-up."""
+    from torch.utils.benchmark import Timer
+
+    threads = torch.get_num_threads()
+    timer = Timer(stmt="function()", globals={"function": function}, num_threads=threads)
+    for _ in range(warmup):
+        function()
+    return [timer.timeit(1).mean for _ in range(repeats)]
+
+
+def _summary(times: list[float]) -> dict:
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return {
+        "median_s": statistics.median(times),
+        "iqr_s": quartiles[2] - quartiles[0],
+        "repeats": len(times),
+        "times_s": times,
+    }
+
+
+def _peak_memory_start(device: torch.device) -> tuple[float, str]:
+    """Reset the peak counters; returns the baseline (MiB) and the method's name.
+
+    CUDA: max_memory_allocated after reset_peak_memory_stats. CPU: the process's peak resident
+    memory (the kernel's high-water mark, which ru_maxrss reports) reset to the current RSS so
+    that import and model-building peaks do not mask the forward's; ru_maxrss minus the RSS
+    before the forward where the reset is unavailable.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / MIB, "cuda_max_memory_allocated"
+    if _reset_peak_rss() and _status_mib("VmHWM") is not None:
+        return _status_mib("VmRSS"), "peak_rss_above_baseline"
+    return _status_mib("VmRSS") or 0.0, "ru_maxrss_above_baseline"
+
+
+def _peak_memory_end(device: torch.device, baseline: float, method: str) -> float:
+    """Peak MiB of what ran since _peak_memory_start (CPU: above the baseline RSS)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / MIB
+    if method == "peak_rss_above_baseline":
+        return _status_mib("VmHWM") - baseline
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline
+
+
+def inference_case(case: dict) -> list[dict]:
+    """FPS and peak memory of batch-1 inference (see the module docstring)."""
+    device = _setup(case["device"], case.get("threads"))
+    model = _model(case["preset"], case["backend"], case["overrides"], device)
+    clips, padding = model_input(model, **case["input"], device=device)
+    env = environment(str(device))
+
+    def forward():
+        with torch.no_grad():
+            model(clips, padding)
+
+    baseline, method = _peak_memory_start(device)
+    forward()  # the first pass defines the peak (allocator and caches warm up here)
+    peak = _peak_memory_end(device, baseline, method)
+    times = _time(forward, device, case["warmup"], case["repeats"])
+    summary = _summary(times)
+    T = clips.shape[1]
+    return [
+        record(case, "fps", T / summary["median_s"], "frames/s", env, T=T, **summary),
+        record(case, "peak_memory", peak, "MiB", env, method=method, baseline_MiB=baseline),
+    ]
+
+
+def scaling_case(case: dict) -> list[dict]:
+    """Time and peak memory of one encoder layer (backend self-attention + FFN) at T x H x W."""
+    from attention.registry import build_attention
+    from models.transformer import EncoderLayer
+
+    device = _setup(case["device"], case.get("threads"))
+    T, H, W, d = case["T"], case["H"], case["W"], case["d_model"]
+    options = dict(case["options"])
+    if case["backend"] == "stdeform":
+        options = {
+            "mode": options.get("mode", "3d"),
+            "n_points": options.get("K", 32),
+            "n_frames": T,
+            "n_levels": 1,
+        }
+    attention = build_attention(case["backend"], d_model=d, n_heads=case["n_heads"], **options)
+    layer = EncoderLayer(attention, d, case["dim_feedforward"], 0.0).to(device).eval()
+    S = T * H * W
+    generator = torch.Generator().manual_seed(0)
+    src = torch.randn(1, S, d, generator=generator).to(device)
+    pos = torch.randn(1, S, d, generator=generator).to(device)
+    shapes = torch.tensor([[T, H, W]], device=device)
+    start = torch.zeros(1, dtype=torch.long, device=device)
+    t, y, x = torch.meshgrid(
+        (torch.arange(T) + 0.5) / T,
+        (torch.arange(H) + 0.5) / H,
+        (torch.arange(W) + 0.5) / W,
+        indexing="ij",
+    )
+    reference = torch.stack([x, y, t], -1).reshape(1, S, 1, 3).to(device)
+    env = environment(str(device))
+
+    def forward():
+        with torch.no_grad():
+            layer(src, pos, shapes, start, reference, None)
+
+    baseline, method = _peak_memory_start(device)
+    forward()
+    peak = _peak_memory_end(device, baseline, method)
+    summary = _summary(_time(forward, device, case["warmup"], case["repeats"]))
+    return [
+        record(case, "time", summary["median_s"], "s", env, **summary),
+        record(case, "peak_memory", peak, "MiB", env, method=method, baseline_MiB=baseline),
+    ]

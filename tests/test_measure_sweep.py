@@ -1,0 +1,106 @@
+"""The measurement sweep: isolated cases, failures recorded, resumable."""
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.measure.__main__ import parse_backend, run_cases
+from bench.store import ResultsStore, case_id
+
+
+def test_parse_backend_specs():
+    assert parse_backend("full:math") == ("full", {"attention_impl": "math"}, {"impl": "math"})
+    assert parse_backend("stdeform:frames:8") == (
+        "stdeform",
+        {"mode": "frames", "n_points": 8},
+        {"mode": "frames", "K": 8},
+    )
+    with pytest.raises(ValueError, match="unknown backend spec"):
+        parse_backend("sparse")
+
+
+def _args(**overrides):
+    values = {"retry_errors": False, "timeout": 120, "device": "cpu", "threads": 1}
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def _case(n, fail=None):
+    return {
+        "kind": "inference",
+        "backend": "full",
+        "options": {"impl": "sdpa"},
+        "n": n,
+        "fail": fail,
+    }
+
+
+def test_an_oom_case_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    (tmp_path / "fake_cases.py").write_text(
+        "import torch\n"
+        "from bench.store import record\n"
+        "def run(case):\n"
+        "    if case['fail'] == 'oom':\n"
+        "        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 9 GiB')\n"
+        "    return [record(case, 'fps', float(case['n']), 'frames/s', {})]\n"
+    )
+    store = ResultsStore(tmp_path / "m.jsonl")
+    cases = [
+        ("fake_cases:run", _case(1)),
+        ("fake_cases:run", _case(2, "oom")),
+        ("fake_cases:run", _case(3)),
+    ]
+    counts = run_cases(cases, store, _args())
+    assert counts == {"skipped": 0, "ok": 2, "OOM": 1}
+    by_case = {(r["case"]["n"], r["metric"]): r for r in store.records()}
+    assert by_case[1, "fps"]["value"] == 1.0 and by_case[3, "fps"]["value"] == 3.0
+    assert by_case[2, "fps"]["status"] == "OOM" and by_case[2, "fps"]["value"] is None
+    assert by_case[2, "peak_memory"]["status"] == "OOM"  # both metrics of the case
+
+
+def test_a_killed_sweep_resumes_and_skips_finished_cases(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    (tmp_path / "fake_cases.py").write_text(
+        "import os, signal\n"
+        "from bench.store import record\n"
+        "def run(case):\n"
+        "    if case['fail'] == 'kill' and not os.path.exists(case['marker']):\n"
+        "        open(case['marker'], 'w').close()\n"
+        "        os.kill(os.getppid(), signal.SIGKILL)  # the sweep itself dies mid-case\n"
+        "    return [record(case, 'fps', float(case['n']), 'frames/s', {})]\n"
+    )
+    marker = str(tmp_path / "killed-once")
+    cases = [
+        ("fake_cases:run", {**_case(n), "fail": "kill" if n == 2 else None, "marker": marker})
+        for n in (1, 2, 3)
+    ]
+    store_path = tmp_path / "m.jsonl"
+    script = (
+        "import argparse, json, sys\n"
+        "from bench.measure.__main__ import run_cases\n"
+        "from bench.store import ResultsStore\n"
+        "cases = json.loads(sys.argv[1])\n"
+        "args = argparse.Namespace(retry_errors=False, timeout=120, device='cpu', threads=1)\n"
+        "print(json.dumps(run_cases([tuple(c) for c in cases], ResultsStore(sys.argv[2]), args)))\n"
+    )
+    first = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(cases), str(store_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert first.returncode != 0  # killed during case 2
+    done = ResultsStore(store_path).finished()
+    assert done == {case_id(cases[0][1])}
+    second = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(cases), str(store_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(second.stdout.strip().splitlines()[-1]) == {"skipped": 1, "ok": 2}
+    values = sorted(r["value"] for r in ResultsStore(store_path).records())
+    assert values == [1.0, 2.0, 3.0]
