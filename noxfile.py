@@ -1,4 +1,5 @@
-"""Nox sessions: `tests` (default), `lint`; `bench` arrives with the measurement harness."""
+"""Nox sessions: `tests` (default), `bench` (the quick benchmark end to end), `microbench` and
+`lint`."""
 
 import nox
 
@@ -14,8 +15,37 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def microbench(session: nox.Session) -> None:
+    """pytest-benchmark microbenchmarks (encoder layer per backend, the op) -> results/."""
+    session.install("-e", ".[dev]")
+    session.run(
+        "pytest", "tests/benchmarks", "--benchmark-only",
+        "--benchmark-json", "results/benchmarks.json", *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check + ruff format --check."""
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The quick benchmark, CPU only, from nothing to reports/ (about 40 minutes on 2 cores).
+
+    FLOPs, FPS, peak memory of the paper and quick presets and the scaling sweep
+    (bench.measure) -> the K ablation with the full-attention baseline on the synthetic set,
+    which bench.ablate generates when it is missing -> reports/README.md and
+    reports/index.html (bench.report).
+    Finished cases and runs are skipped when it is run again. Extra arguments go to
+    bench.measure (e.g. `nox -s bench -- --device cuda`).
+    """
+    session.install("-e", ".")
+    results = "results"
+    session.run("python", "-m", "bench.measure", "--out", results, *session.posargs)
+    session.run("python", "-m", "bench.ablate", "--k", "16", "32", "--out", results)
+    session.run("python", "-m", "bench.report", "--results", results, "--out", "reports")
+    session.log(f"results: {results}/ (JSON lines); report: reports/index.html, reports/README.md")

@@ -10,6 +10,10 @@ Files under --out (default results/):
     ablation.jsonl    one record per (run, metric) in bench.store's format (later lines win)
     ablation.csv, ablation.md   the table
 
+By default every run starts from the same backbone, pretrained once for --pretrain-iterations on
+per-pixel shape classes of the training frames (bench.pretrain; VisTR starts from pretrained
+weights too, and nothing can be downloaded here); --pretrain-iterations 0 trains from scratch.
+
 Rerunning skips finished runs (those with final.json) and resumes unfinished ones from their
 checkpoints; a run that fails (error, OOM, timeout) is recorded with its status and the others go
 on. The target AP is --target-ap or 90% of the best final AP among the runs.
@@ -26,7 +30,8 @@ from bench.convergence import default_target, final_ap, reach, read_log
 from bench.environment import environment
 from bench.isolation import run_isolated
 from bench.store import ResultsStore, record
-from bench.train import TrainConfig, parse_overrides
+from bench.train import TrainConfig, data_paths, parse_overrides
+from models import get_preset
 
 SUMMARY_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
 
@@ -76,13 +81,42 @@ def run_case(config: TrainConfig, args) -> dict:
         "kind": "ablation",
         "run": config.run,
         "preset": config.preset,
+        "backbone": get_preset(config.preset, **overrides).backbone,
         "backend": config.backend,
         "options": options,
         "data": config.data,
         "seed": config.seed,
         "budget_minutes": config.budget_minutes,
         "iterations": config.iterations,
+        "pretrained_backbone": config.overrides.get("backbone_weights") is not None,
     }
+
+
+def pretrain(args) -> dict | None:
+    """The shared pretrained backbone (in its own process); None when disabled."""
+    if args.pretrain_iterations <= 0:
+        return None
+    paths = {k: str(v) for k, v in data_paths(TrainConfig(run="pretrain", data=args.data)).items()}
+    outcome = run_isolated(
+        "bench.pretrain:pretrain_backbone",
+        {
+            "preset_name": args.preset,
+            "paths": paths,
+            "out": str(Path(args.out) / "pretrained"),
+            "iterations": args.pretrain_iterations,
+            "threads": args.threads,
+        },
+        timeout=3600,
+        stream=True,
+    )
+    if outcome.status != "ok":
+        raise RuntimeError(f"backbone pretraining failed: {outcome.status}\n{outcome.message}")
+    print(
+        f"[ablate] pretrained backbone: {outcome.result['weights']} "
+        f"({outcome.result['seconds']:.0f} s)",
+        flush=True,
+    )
+    return outcome.result
 
 
 def train_runs(runs: list[TrainConfig], args) -> dict[str, str]:
@@ -97,11 +131,39 @@ def train_runs(runs: list[TrainConfig], args) -> dict[str, str]:
         resumed = (config.run_dir / "checkpoint.pt").exists()
         print(f"[ablate] {config.run}: {'resuming' if resumed else 'training'}", flush=True)
         timeout = (config.budget_minutes or 60) * 60 * 1.5 + 600
-        outcome = run_isolated("bench.train:train_from_dict", dataclasses.asdict(config), timeout)
+        outcome = run_isolated(
+            "bench.train:train_from_dict",
+            {"config": dataclasses.asdict(config)},
+            timeout,
+            stream=True,
+        )
         statuses[config.run] = outcome.status
         if outcome.status != "ok":
             print(f"[ablate] {config.run}: {outcome.status}\n{outcome.message[-1500:]}", flush=True)
     return statuses
+
+
+TO_TARGET = (  # metric, key of bench.convergence.reach, unit
+    ("device_hours_to_target", "device_hours", "device-hours"),
+    ("epochs_to_target", "epoch", "epochs"),
+    ("iterations_to_target", "iteration", "iterations"),
+)
+
+
+def run_records(case: dict, final: dict, reached: dict | None, target: float | None, env: dict):
+    """The store records of one finished run: final metrics, convergence, cost."""
+    metrics = final["metrics"]
+    records = [record(case, m, metrics.get(m), "", env) for m in SUMMARY_METRICS]
+    why = {} if reached else {"reason": "not reached"}
+    for metric, key, unit in TO_TARGET:
+        value = reached[key] if reached else None
+        records.append(record(case, metric, value, unit, env, target_AP=target, **why))
+    records += [
+        record(case, "device_hours", final["device_hours"], "device-hours", env),
+        record(case, "epochs", final["epochs"], "epochs", env),
+        record(case, "peak_memory", final["peak_memory_MiB"], "MiB", env),
+    ]
+    return records
 
 
 def summarise(runs: list[TrainConfig], statuses: dict[str, str], args) -> pd.DataFrame:
@@ -119,65 +181,28 @@ def summarise(runs: list[TrainConfig], statuses: dict[str, str], args) -> pd.Dat
     rows = []
     for config in runs:
         case = run_case(config, args)
-        final, lines = finals[config.run], logs[config.run]
-        status = statuses.get(config.run, "not run")
+        final = finals[config.run]
+        row = {"run": config.run, "backbone": case["backbone"], "backend": config.backend}
+        row |= {"mode": case["options"].get("mode"), "K": case["options"].get("K")}
         if final is None:
+            status = statuses.get(config.run, "not run")
             store.append(*(record(case, m, None, "", env, status=status) for m in SUMMARY_METRICS))
-            rows.append(
-                {"run": config.run, "backend": config.backend, **case["options"], "status": status}
-            )
+            rows.append(row | {"status": status})
             continue
-        metrics = final["metrics"]
-        reached = reach(lines, target) if target is not None else None
-        why = {} if reached else {"reason": "not reached"}
-        env_run = {**env, "device_name": final["device_name"], "device_count": final["n_devices"]}
-        records = [record(case, m, metrics.get(m), "", env_run) for m in SUMMARY_METRICS]
-        records += [
-            record(
-                case,
-                "device_hours_to_target",
-                reached and reached["device_hours"],
-                "device-hours",
-                env_run,
-                target_AP=target,
-                **why,
-            ),
-            record(
-                case,
-                "epochs_to_target",
-                reached and reached["epoch"],
-                "epochs",
-                env_run,
-                target_AP=target,
-                **why,
-            ),
-            record(
-                case,
-                "iterations_to_target",
-                reached and reached["iteration"],
-                "iterations",
-                env_run,
-                target_AP=target,
-                **why,
-            ),
-            record(case, "device_hours", final["device_hours"], "device-hours", env_run),
-            record(case, "epochs", final["epochs"], "epochs", env_run),
-            record(case, "peak_memory", final["peak_memory_MiB"], "MiB", env_run),
-        ]
-        store.append(*records)
+        reached = reach(logs[config.run], target) if target is not None else None
+        run_env = env | {"device_name": final["device_name"], "device_count": final["n_devices"]}
+        store.append(*run_records(case, final, reached, target, run_env))
+        not_reached = "not reached"
         rows.append(
-            {
-                "run": config.run,
-                "backbone": final["backbone"],
-                "backend": config.backend,
-                **case["options"],
-                **{m: metrics.get(m) for m in SUMMARY_METRICS},
-                "device-h to target": reached["device_hours"] if reached else "not reached",
-                "epochs to target": reached["epoch"] if reached else "not reached",
+            row
+            | {m: final["metrics"].get(m) for m in SUMMARY_METRICS}
+            | {
+                "device-h to target": reached["device_hours"] if reached else not_reached,
+                "epochs to target": reached["epoch"] if reached else not_reached,
                 "device-h": final["device_hours"],
                 "epochs": final["epochs"],
                 "peak memory (MiB)": final["peak_memory_MiB"],
-                "status": final["status"],
+                "status": "ok",
             }
         )
     table = pd.DataFrame(rows)
@@ -199,7 +224,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "--data", default="synthetic", help="'synthetic' or a YouTube-VIS directory"
     )
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
-    parser.add_argument("--budget-minutes", type=float, default=9.0, help="wall-clock per run")
+    parser.add_argument("--budget-minutes", type=float, default=7.5, help="wall-clock per run")
     parser.add_argument("--iterations", type=int, default=TrainConfig.iterations)
     parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -212,9 +237,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="NAME=VALUE", help="model overrides for every run"
     )
+    parser.add_argument(
+        "--pretrain-iterations",
+        type=int,
+        default=400,
+        help="shared backbone pretraining (bench.pretrain); 0 = from scratch",
+    )
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     args.overrides = parse_overrides(args.set)
+    pretrained = pretrain(args)
+    if pretrained is not None:
+        args.overrides.setdefault("backbone_weights", pretrained["weights"])
     runs = plan_runs(args)
     statuses = train_runs(runs, args)
     table = summarise(runs, statuses, args)

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -68,8 +69,13 @@ def run_isolated(
     timeout: float,
     memory_limit_bytes: int | None = None,
     env: dict | None = None,
+    stream: bool = False,
 ) -> CaseOutcome:
-    """Run ``module:function(**kwargs)`` in a fresh Python process and classify the outcome."""
+    """Run ``module:function(**kwargs)`` in a fresh Python process and classify the outcome.
+
+    With ``stream`` the case's output (progress bars included) is passed through to stderr as
+    it comes; either way its last lines are kept for the failure message.
+    """
     with tempfile.TemporaryDirectory(prefix="visbench-case-") as tmp:
         spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
         with open(spec_path, "w") as f:
@@ -79,18 +85,22 @@ def run_isolated(
             [sys.executable, "-m", "bench.isolation", spec_path],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
             env={**os.environ, **(env or {})},
             preexec_fn=_limit_memory(memory_limit_bytes),
         )
+        tail = bytearray()
+        reader = threading.Thread(target=_pump, args=(process.stdout, tail, stream), daemon=True)
+        reader.start()
         try:
-            output, _ = process.communicate(timeout=timeout)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
+            process.wait()
+            reader.join(timeout=10)
             return CaseOutcome(
                 "timeout", None, f"exceeded {timeout:.0f} s", time.perf_counter() - started
             )
+        reader.join(timeout=10)
         seconds = time.perf_counter() - started
         if os.path.exists(out_path):
             with open(out_path) as f:
@@ -98,13 +108,26 @@ def run_isolated(
             return CaseOutcome(
                 answer["status"], answer.get("result"), answer.get("message", ""), seconds
             )
-        tail = "\n".join(output.strip().splitlines()[-5:])
+        last_lines = "\n".join(tail.decode(errors="replace").strip().splitlines()[-5:])
         if process.returncode == -signal.SIGKILL:
             return CaseOutcome("OOM", None, "killed by SIGKILL (the kernel's OOM killer?)", seconds)
         if process.returncode < 0:
             name = signal.Signals(-process.returncode).name
-            return CaseOutcome(f"error: crashed with {name}", None, tail, seconds)
-        return CaseOutcome(f"error: exited with code {process.returncode}", None, tail, seconds)
+            return CaseOutcome(f"error: crashed with {name}", None, last_lines, seconds)
+        return CaseOutcome(
+            f"error: exited with code {process.returncode}", None, last_lines, seconds
+        )
+
+
+def _pump(pipe, tail: bytearray, stream: bool, keep: int = 64 * 1024) -> None:
+    """Copy a child's output to stderr (if streaming) and keep its last ``keep`` bytes."""
+    while chunk := pipe.read1(4096) if hasattr(pipe, "read1") else pipe.read(4096):
+        if stream:
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
+        tail += chunk
+        del tail[:-keep]
+    pipe.close()
 
 
 def _worker(spec_path: str) -> int:

@@ -1,6 +1,6 @@
 """Training with periodic evaluation, checkpoint/resume and DistributedDataParallel.
 
-    python -m bench.train --run stdeform-k16 --backend stdeform --set n_points=16 \
+    python -m bench.train --name stdeform-k16 --backend stdeform --set n_points=16 \
         --iterations 1200 --eval-every 150 --out results/runs
     torchrun --nproc_per_node 2 -m bench.train ...        # DDP: gloo on CPU, nccl on GPU
 
@@ -68,9 +68,11 @@ class TrainConfig:
             "val_videos": 40,
         }
     )
-    iterations: int = 1200
-    eval_every: int = 150
-    lr_drop: float = 2 / 3  # the learning rate drops x0.1 after this fraction of the iterations
+    iterations: int = 1500
+    eval_every: int = 250
+    # the learning rate drops x0.1 after this fraction of the iterations, or of the wall-clock
+    # budget when there is one (a budgeted run is then not bit-reproducible: it depends on speed)
+    lr_drop: float = 2 / 3
     budget_minutes: float | None = None  # stop (with a final evaluation) past this wall-clock
     batch_size: int | None = None  # global clips per iteration; default: the preset's
     seed: int = 0
@@ -132,9 +134,11 @@ def data_paths(config: TrainConfig) -> dict[str, Path]:
     return paths
 
 
-def seed_iteration(seed: int, iteration: int, rank: int) -> None:
-    """Seed every generator from (seed, iteration, rank): data sampling and dropout per step."""
-    value = (seed * 1_000_003 + iteration * 7919 + rank) % (2**31)
+def seed_iteration(seed: int, iteration: int, stream: int) -> None:
+    """Seed torch, numpy and random from (seed, iteration, stream). Stream j >= 0 loads the j-th
+    clip of the global batch (whichever process loads it, so DDP sees the same clips as one
+    process); stream -1 - rank drives the model's randomness (dropout) in process rank."""
+    value = (seed * 1_000_003 + iteration * 7919 + stream * 31) % (2**31)
     torch.manual_seed(value)
     np.random.seed(value)
     random.seed(value)
@@ -245,7 +249,7 @@ def train(config: TrainConfig) -> dict:
         box = [paths]
         dist.broadcast_object_list(box, src=0)
         paths = box[0]
-    seed_iteration(config.seed, 0, 0)  # identical initial weights on every rank
+    seed_iteration(config.seed, 0, -1)  # identical initial weights on every rank
     probe = YTVISClipDataset(paths["train_images"], paths["train_annotations"], 1, train=True)
     model, criterion, postprocess = build_model(
         config.preset,
@@ -268,8 +272,7 @@ def train(config: TrainConfig) -> dict:
     model.to(device)
     criterion.to(device)
     optimizer = build_optimizer(model, preset)
-    drop_at = max(1, int(round(config.lr_drop * config.iterations)))
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[drop_at], gamma=0.1)
+    lr_dropped_at = None  # the iteration after which the learning rate fell x0.1
     global_batch = config.batch_size or preset.batch_size
     if global_batch % world:
         raise ValueError(f"batch_size={global_batch} is not divisible by {world} processes")
@@ -280,9 +283,9 @@ def train(config: TrainConfig) -> dict:
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        optimizer.load_state_dict(state["optimizer"])  # holds the current learning rates
         iteration, wall_before = state["iteration"], state["wall_s"]
+        lr_dropped_at = state["lr_dropped_at"]
         if rank == 0:  # the log line of the checkpoint may not have been written before a kill
             lines = [line for line in read_log(log_path) if line["iteration"] <= iteration]
             if state.get("log_line") and (not lines or lines[-1]["iteration"] < iteration):
@@ -315,10 +318,13 @@ def train(config: TrainConfig) -> dict:
         dynamic_ncols=True,
     )
     while iteration < config.iterations:
-        seed_iteration(config.seed, iteration, rank)
         batch = clip_indices(config.seed, iteration, global_batch, len(train_set))
-        mine = batch[rank * local_batch : (rank + 1) * local_batch]
-        clips, padding_mask, targets = collate_clips([train_set[i] for i in mine])
+        items = []
+        for slot in range(rank * local_batch, (rank + 1) * local_batch):
+            seed_iteration(config.seed, iteration, slot)
+            items.append(train_set[batch[slot]])
+        seed_iteration(config.seed, iteration, -1 - rank)
+        clips, padding_mask, targets = collate_clips(items)
         clips, padding_mask = clips.to(device), padding_mask.to(device)
         targets = [
             {k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets
@@ -336,8 +342,16 @@ def train(config: TrainConfig) -> dict:
         if preset.clip_max_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), preset.clip_max_norm)
         optimizer.step()
-        scheduler.step()
         iteration += 1
+        wall = wall_before + time.perf_counter() - started
+        if lr_dropped_at is None and (
+            wall >= config.lr_drop * budget_s
+            if budget_s is not None
+            else iteration >= config.lr_drop * config.iterations
+        ):
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.1
+            lr_dropped_at = iteration
         progress.update(1)
         for key, value in (("loss", loss), *losses.items()):
             loss_sums[key] = loss_sums.get(key, 0.0) + float(value)
@@ -348,7 +362,6 @@ def train(config: TrainConfig) -> dict:
             flat = torch.cat([p.detach().flatten().cpu() for p in model.parameters()])
             torch.save(flat, debug / f"rank{rank}_iter{iteration}.pt")
 
-        wall = wall_before + time.perf_counter() - started
         out_of_time = budget_s is not None and wall + last_eval_s >= budget_s
         if iteration % config.eval_every == 0 or iteration == config.iterations or out_of_time:
             eval_started = time.perf_counter()
@@ -366,13 +379,14 @@ def train(config: TrainConfig) -> dict:
                 "losses": {k: v / max(loss_count, 1) for k, v in loss_sums.items()},
                 "metrics": {k: metrics[k] for k in LOG_METRICS if k in metrics},
                 "lr": optimizer.param_groups[0]["lr"],
+                "lr_dropped_at": lr_dropped_at,
             }
             loss_sums, loss_count = {}, 0
             if rank == 0:
                 state = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
+                    "lr_dropped_at": lr_dropped_at,
                     "iteration": iteration,
                     "wall_s": wall,
                     "log_line": line,
@@ -383,8 +397,13 @@ def train(config: TrainConfig) -> dict:
                 progress.set_postfix(AP=f"{line['metrics'].get('AP', float('nan')):.3f}")
             if world > 1:
                 dist.barrier()
-            if out_of_time and iteration < config.iterations:
-                status = "budget"
+            wall = wall_before + time.perf_counter() - started
+            if (
+                budget_s is not None
+                and wall + last_eval_s >= budget_s
+                and iteration < config.iterations
+            ):
+                status = "budget"  # no time for another evaluation: this one is the last
                 break
     progress.close()
     lines = read_log(log_path) if rank == 0 else []
@@ -437,7 +456,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--run", required=True, help="run name (its directory under --out)")
+    parser.add_argument(
+        "--name", dest="run", required=True, help="run name (its directory under --out)"
+    )
     parser.add_argument("--out", default="results/runs")
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
     parser.add_argument("--backend", default="stdeform")
@@ -451,14 +472,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--data", default="synthetic", help="'synthetic' or a YouTube-VIS directory"
     )
-    parser.add_argument("--iterations", type=int, default=1200)
-    parser.add_argument("--eval-every", type=int, default=150)
+    parser.add_argument("--iterations", type=int, default=TrainConfig.iterations)
+    parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     parser.add_argument("--budget-minutes", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--val-videos", type=int, default=None)
+    parser.add_argument("--debug-params-dir", default=None, help="save parameters after every step")
     args = parser.parse_args(argv)
     config = TrainConfig(
         run=args.run,
@@ -475,6 +497,7 @@ def main(argv: list[str] | None = None) -> dict:
         device=args.device,
         threads=args.threads,
         val_videos=args.val_videos,
+        debug_params_dir=args.debug_params_dir,
     )
     summary = train(config)
     if int(os.environ.get("RANK", "0")) == 0:

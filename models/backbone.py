@@ -65,8 +65,6 @@ class Backbone(nn.Module):
                 )
         if not level_strides:
             raise ValueError("backbone: level_strides is empty (the transformer needs a level)")
-        if weights is not None and norm != "frozen":
-            raise ValueError(f"backbone: pretrained weights ({weights}) need norm='frozen'")
         self.level_strides, self.skip_strides = tuple(level_strides), tuple(skip_strides)
         norm_layer = FrozenBatchNorm2d if norm == "frozen" else _group_norm
         resnet = RESNETS[name](weights=None, norm_layer=norm_layer)
@@ -92,6 +90,8 @@ class Backbone(nn.Module):
         if not isinstance(state, dict):
             raise ValueError(f"backbone weights {path}: expected a state dict, got {type(state)}")
         own = self.body.state_dict()
+        # a torchvision ResNet state dict, or one of this Backbone (keys prefixed "body.")
+        state = OrderedDict((k.removeprefix("body."), v) for k, v in state.items())
         state = OrderedDict((k, v) for k, v in state.items() if k in own)
         missing = sorted(set(own) - set(state))
         if missing:

@@ -26,6 +26,7 @@ dropped from the targets. Auxiliary losses of decoder layer k are named ``loss_c
 """
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert, generalized_box_iou_loss, sigmoid_focal_loss
@@ -164,10 +165,21 @@ class SetCriterion(nn.Module):
             losses.update(loss(outputs, targets, indices, num_instances))
         return losses
 
+    @staticmethod
+    def num_instances(targets: list[dict], device: torch.device) -> float:
+        """Target instances per process: the batch's count, averaged over the processes of a
+        distributed run (as DETR), so that DDP's gradient average equals a single process's
+        gradient on the whole global batch."""
+        count = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(count)
+            count = count / dist.get_world_size()
+        return max(float(count), 1.0)
+
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
         outputs = _float32(outputs)  # losses in float32 also for bfloat16 / float16 outputs
         targets = self.prepare_targets(targets, outputs)
-        num_instances = max(sum(len(t["labels"]) for t in targets), 1)
+        num_instances = self.num_instances(targets, outputs["pred_logits"].device)
         losses = self._losses(outputs, targets, num_instances)
         for k, aux in enumerate(outputs.get("aux_outputs", [])):
             aux_losses = self._losses(aux, targets, num_instances)

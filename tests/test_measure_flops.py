@@ -97,3 +97,36 @@ def test_loglog_fit_recovers_known_exponents(exponent):
 def test_loglog_fit_rejects_too_few_points():
     with pytest.raises(ValueError, match="at least 2"):
         loglog_slope([10, 10], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("backend", "overrides"),
+    [("full", {"attention_impl": "sdpa"}), ("stdeform", {"mode": "3d", "n_points": 4})],
+)
+def test_model_flops_case_components_add_up_and_match_the_formulas(backend, overrides):
+    from bench.measure.cases import flops_case
+
+    case = {
+        "kind": "flops",
+        "preset": "quick",
+        "backend": backend,
+        "options": {},
+        "overrides": {**overrides, "enc_layers": 2, "dec_layers": 1},
+        "device": "cpu",
+        "threads": 1,
+        "input": {"T": 6, "height": 64, "width": 64},
+    }
+    records = flops_case(case)
+    value = {(r["component"], r["counter"]): r["value"] for r in records}
+    parts = ("backbone", "encoder", "decoder", "heads")
+    assert sum(value[p, "fvcore"] for p in parts) == pytest.approx(value["model", "fvcore"])
+    assert value["encoder_layer", "fvcore"] == pytest.approx(value["encoder_layer", "analytic"])
+    assert value["encoder_attention", "fvcore"] == pytest.approx(
+        value["encoder_attention", "analytic"]
+    )
+    assert value["encoder", "fvcore"] == pytest.approx(2 * value["encoder_layer", "fvcore"])
+    # FlopCounterMode has no formula for normalisation and upsampling, which fvcore counts
+    assert (
+        0.9 * value["model", "fvcore"] < value["model", "flop_counter"] <= value["model", "fvcore"]
+    )
+    assert all(r["status"] == "ok" and r["unit"] == "GMAC" for r in records)

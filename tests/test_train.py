@@ -1,0 +1,150 @@
+"""Training harness: DDP equals one process, kill-and-resume reproduces the log, ablation table."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from bench.ablate import main as ablate_main
+from bench.convergence import default_target, reach
+from bench.data.synthetic import generate_synthetic
+
+# a very small quick-preset model so that a few iterations take seconds
+TINY = [
+    "short_side=64",
+    "max_size=64",
+    "d_model=48",
+    "n_heads=4",
+    "enc_layers=1",
+    "dec_layers=1",
+    "dim_feedforward=64",
+    "n_instances=3",
+    "mask_dim=16",
+    "focal_loss=true",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic(out, videos=4, frames=6, size=(64, 64), seed=0, val_videos=2)
+    return out
+
+
+def train_command(data, out, run, iterations, eval_every, extra=()):
+    return [
+        "-m", "bench.train", "--name", run, "--out", str(out), "--data", str(data),
+        "--iterations", str(iterations), "--eval-every", str(eval_every), "--batch-size", "2",
+        "--threads", "1", "--set", *TINY, *extra,
+    ]  # fmt: skip
+
+
+def run_python(args, **kwargs):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          **kwargs)  # fmt: skip
+
+
+def comparable(log):
+    """A log without its wall-clock fields."""
+    return [{k: v for k, v in line.items() if k not in ("wall_s", "device_hours")} for line in log]
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_ddp_on_two_processes_equals_one_process_with_the_same_global_batch(tiny_data, tmp_path):
+    iterations = 2
+    ddp = run_python(
+        ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         *train_command(tiny_data, tmp_path / "ddp", "ddp", iterations, iterations,
+                        ["--debug-params-dir", str(tmp_path / "p_ddp")])],
+        timeout=600,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
+    single = run_python(
+        train_command(tiny_data, tmp_path / "one", "one", iterations, iterations,
+                      ["--debug-params-dir", str(tmp_path / "p_one")]),
+        timeout=600,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    for step in range(1, iterations + 1):
+        rank0 = torch.load(tmp_path / "p_ddp" / f"rank0_iter{step}.pt")
+        rank1 = torch.load(tmp_path / "p_ddp" / f"rank1_iter{step}.pt")
+        alone = torch.load(tmp_path / "p_one" / f"rank0_iter{step}.pt")
+        assert torch.equal(rank0, rank1), f"ranks differ after step {step}"
+        torch.testing.assert_close(rank0, alone, rtol=1e-4, atol=1e-5)
+    final = json.loads((tmp_path / "ddp" / "ddp" / "final.json").read_text())
+    assert final["n_devices"] == 2
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_writes_the_same_log(tiny_data, tmp_path):
+    iterations, every = 6, 2
+    whole = run_python(train_command(tiny_data, tmp_path, "whole", iterations, every),
+                       timeout=600)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    command = [sys.executable, *train_command(tiny_data, tmp_path, "killed", iterations, every)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # right after the first checkpoint landed
+    process.wait()
+    assert checkpoint.exists()
+    assert not (tmp_path / "killed" / "final.json").exists(), "the run finished before the kill"
+    resumed = run_python(train_command(tiny_data, tmp_path, "killed", iterations, every),
+                         timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    expected = read(tmp_path / "whole" / "log.jsonl")
+    got = read(tmp_path / "killed" / "log.jsonl")
+    assert [line["iteration"] for line in got] == [2, 4, 6]
+    for a, b in zip(comparable(got), comparable(expected), strict=True):
+        assert a.keys() == b.keys()
+        assert (a["iteration"], a["epoch"], a["lr"]) == (b["iteration"], b["epoch"], b["lr"])
+        assert a["metrics"] == pytest.approx(b["metrics"], abs=1e-6)
+        assert a["losses"] == pytest.approx(b["losses"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_ablation_with_a_tiny_budget_gives_a_complete_table(tiny_data, tmp_path):
+    args = ["--k", "2", "4", "--data", str(tiny_data), "--iterations", "2", "--eval-every", "2",
+            "--pretrain-iterations", "2", "--threads", "1", "--out", str(tmp_path),
+            "--set", *TINY]  # fmt: skip
+    table = ablate_main(args)
+    assert list(table["run"]) == ["full-sdpa-seed0", "stdeform-3d-k2-seed0", "stdeform-3d-k4-seed0"]
+    assert list(table["status"]) == ["ok", "ok", "ok"]
+    assert table["AP"].notna().all() and table["AP50"].notna().all()
+    assert table.attrs["target_AP"] == pytest.approx(default_target(list(table["AP"])))
+    records = [json.loads(line) for line in (tmp_path / "ablation.jsonl").read_text().splitlines()]
+    metrics = {(r["case"]["run"], r["metric"]) for r in records}
+    for run in table["run"]:
+        for metric in ("AP", "AP50", "AP75", "AR1", "AR10", "device_hours_to_target",
+                       "epochs_to_target", "peak_memory"):  # fmt: skip
+            assert (run, metric) in metrics
+    assert (tmp_path / "ablation.csv").exists() and (tmp_path / "ablation.md").exists()
+    # rerunning skips the finished runs
+    again = ablate_main(args)
+    assert list(again["run"]) == list(table["run"])
+
+
+def test_reach_and_default_target():
+    log = [
+        {"iteration": 10, "epoch": 0.5, "wall_s": 60.0, "device_hours": 1 / 60, "metrics": {"AP": 0.1}},
+        {"iteration": 20, "epoch": 1.0, "wall_s": 120.0, "device_hours": 2 / 60, "metrics": {"AP": 0.3}},
+    ]  # fmt: skip
+    assert reach(log, 0.25) == {"iteration": 20, "epoch": 1.0, "wall_s": 120.0,
+                                "device_hours": 2 / 60}  # fmt: skip
+    assert reach(log, 0.5) is None
+    assert default_target([0.3, None, 0.2]) == pytest.approx(0.27)
+    assert default_target([None]) is None
