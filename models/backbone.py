@@ -92,6 +92,12 @@ class Backbone(nn.Module):
         own = self.body.state_dict()
         # a torchvision ResNet state dict, or one of this Backbone (keys prefixed "body.")
         state = OrderedDict((k.removeprefix("body."), v) for k, v in state.items())
+        has_statistics = any(k.endswith("running_mean") for k in state)
+        if has_statistics and not any(k.endswith("running_mean") for k in own):
+            raise ValueError(
+                f"backbone weights {path} were saved with BatchNorm statistics, but this backbone "
+                "uses GroupNorm: build it with norm='frozen' (backbone_norm='frozen')"
+            )
         state = OrderedDict((k, v) for k, v in state.items() if k in own)
         missing = sorted(set(own) - set(state))
         if missing:

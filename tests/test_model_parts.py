@@ -49,8 +49,15 @@ def test_backbone_loads_weights_from_a_path(tmp_path):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
     with pytest.raises(ValueError, match=r"r50\.pth.*shape mismatch"):
         Backbone("resnet18", (16,), (8,), weights=str(tmp_path / "r50.pth"))
-    with pytest.raises(ValueError, match="norm='frozen'"):
+    with pytest.raises(ValueError, match="BatchNorm statistics.*norm='frozen'"):
         Backbone("resnet18", (16,), (8,), norm="group", weights=str(path))
+    # weights of a GroupNorm backbone (bench.pretrain saves those) load into one
+    grouped = Backbone("resnet18", (16,), (8,), norm="group", train_from="conv1")
+    torch.save(grouped.state_dict(), tmp_path / "group.pth")
+    again = Backbone("resnet18", (16,), (8,), norm="group", weights=str(tmp_path / "group.pth"))
+    torch.testing.assert_close(
+        again.body.layer3[0].conv1.weight, grouped.body.layer3[0].conv1.weight
+    )
 
 
 def test_backbone_rejects_bad_options():
