@@ -104,3 +104,52 @@ def test_a_killed_sweep_resumes_and_skips_finished_cases(tmp_path, monkeypatch):
     assert json.loads(second.stdout.strip().splitlines()[-1]) == {"skipped": 1, "ok": 2}
     values = sorted(r["value"] for r in ResultsStore(store_path).records())
     assert values == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "first_pass_s, expected",
+    [
+        (0.01, (1, 5)),  # cheap: full warm-up and all repeats
+        (5.5, (0, 5)),  # 5 passes fit in 30 s: repeats first, no extra warm-up
+        (7.0, (0, 4)),
+        (38.0, (0, 2)),  # a paper-preset CPU pass: still 2 repeats for a spread
+    ],
+)
+def test_timing_plan_caps_repeats_to_the_time_per_case(first_pass_s, expected):
+    from bench.measure.cases import _timing_plan
+
+    case = {"warmup": 1, "repeats": 5, "seconds": 30}
+    assert _timing_plan(first_pass_s, case) == expected
+
+
+@pytest.mark.parametrize(
+    "backend, options",
+    [("full", {"impl": "math"}), ("stdeform", {"mode": "3d", "K": 4})],
+)
+def test_scaling_case_measures_time_and_memory_of_one_layer(backend, options):
+    from bench.measure.cases import scaling_case
+
+    case = {
+        "kind": "scaling",
+        "backend": backend,
+        "options": options,
+        "T": 2,
+        "H": 3,
+        "W": 4,
+        "d_model": 32,
+        "n_heads": 4,
+        "dim_feedforward": 64,
+        "device": "cpu",
+        "threads": 1,
+        "warmup": 1,
+        "repeats": 3,
+        "seconds": 60,
+    }
+    timing, memory = scaling_case(case)
+    assert (timing["metric"], memory["metric"]) == ("time", "peak_memory")
+    assert timing["repeats"] == 3 and len(timing["times_s"]) == 3
+    assert timing["warmup"] == 2  # the peak-memory pass and one more
+    assert 0 < min(timing["times_s"]) <= timing["value"] <= max(timing["times_s"])
+    assert memory["value"] >= 0 and memory["method"]
+    if backend == "stdeform":  # the compiled kernel was timed, not the reference
+        assert timing["op_impl"] == memory["op_impl"] == "cpu kernel"

@@ -13,6 +13,7 @@ A case's identity (its ``case`` dict) holds everything that determines the measu
 
 import resource
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -24,13 +25,23 @@ from bench.store import record
 MIB = 2**20
 
 
-def _setup(device: str, threads: int | None) -> torch.device:
-    if threads:
-        torch.set_num_threads(threads)
-    device = torch.device(device)
+def _setup(case: dict) -> tuple[torch.device, dict]:
+    """Threads and device of a case; the op's kernels are loaded here, never inside a timing.
+
+    Returns the device and the extra fields every record of the case carries (for stdeform,
+    which implementation of the op ran: "cpu kernel", "cuda kernel" or "reference").
+    """
+    if case.get("threads"):
+        torch.set_num_threads(case["threads"])
+    device = torch.device(case["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device cuda requested but CUDA is not available")
-    return device
+    extra = {}
+    if case["backend"] == "stdeform":
+        from attention.stdeform_op import stdeform_impl
+
+        extra["op_impl"] = stdeform_impl(device)
+    return device, extra
 
 
 def _model(preset: str, backend: str, overrides: dict, device: torch.device):
@@ -73,7 +84,7 @@ def _reset_peak_rss() -> bool:
 
 def flops_case(case: dict) -> list[dict]:
     """MACs of a model by component, cross-checked (see the module docstring)."""
-    device = _setup(case["device"], case.get("threads"))
+    device, extra = _setup(case)
     model = _model(case["preset"], case["backend"], case["overrides"], device)
     inputs = model_input(model, **case["input"], device=device)
     env = environment(str(device))
@@ -176,6 +187,17 @@ def _token_shapes(model, inputs) -> list[tuple[int, int, int]]:
     return [(clips.shape[1], *level.shape[-2:]) for level in levels]
 
 
+def _timing_plan(first_pass_s: float, case: dict) -> tuple[int, int]:
+    """(extra warm-up passes, timed repeats) for a case whose first (peak-memory) pass took
+    ``first_pass_s``: the first pass always warms up; further warm-up and repeats are capped so
+    that timing takes about ``case["seconds"]`` (at least 2 repeats, at most ``case["repeats"]``).
+    """
+    passes = int(case.get("seconds", float("inf")) // max(first_pass_s, 1e-9))
+    repeats = max(2, min(case["repeats"], passes))
+    warmup = max(0, min(case["warmup"], passes - repeats))
+    return warmup, repeats
+
+
 def _time(function, device: torch.device, warmup: int, repeats: int) -> list[float]:
     """Wall-clock seconds of ``function()`` per repeat, synchronised, after warm-up."""
     from torch.utils.benchmark import Timer
@@ -185,6 +207,19 @@ def _time(function, device: torch.device, warmup: int, repeats: int) -> list[flo
     for _ in range(warmup):
         function()
     return [timer.timeit(1).mean for _ in range(repeats)]
+
+
+def _timed_with_peak(function, device: torch.device, case: dict) -> tuple[dict, float, dict]:
+    """Peak memory of the first call (which warms up), then the timing summary of the rest."""
+    baseline, method = _peak_memory_start(device)
+    started = time.perf_counter()
+    function()  # the first pass defines the peak (allocator and caches warm up here)
+    first_pass_s = time.perf_counter() - started
+    peak = _peak_memory_end(device, baseline, method)
+    warmup, repeats = _timing_plan(first_pass_s, case)
+    summary = _summary(_time(function, device, warmup, repeats))
+    summary.update(warmup=warmup + 1, first_pass_s=first_pass_s)
+    return summary, peak, {"method": method, "baseline_MiB": baseline}
 
 
 def _summary(times: list[float]) -> dict:
@@ -226,7 +261,7 @@ def _peak_memory_end(device: torch.device, baseline: float, method: str) -> floa
 
 def inference_case(case: dict) -> list[dict]:
     """FPS and peak memory of batch-1 inference (see the module docstring)."""
-    device = _setup(case["device"], case.get("threads"))
+    device, extra = _setup(case)
     model = _model(case["preset"], case["backend"], case["overrides"], device)
     clips, padding = model_input(model, **case["input"], device=device)
     env = environment(str(device))
@@ -235,15 +270,11 @@ def inference_case(case: dict) -> list[dict]:
         with torch.no_grad():
             model(clips, padding)
 
-    baseline, method = _peak_memory_start(device)
-    forward()  # the first pass defines the peak (allocator and caches warm up here)
-    peak = _peak_memory_end(device, baseline, method)
-    times = _time(forward, device, case["warmup"], case["repeats"])
-    summary = _summary(times)
+    summary, peak, memory = _timed_with_peak(forward, device, case)
     T = clips.shape[1]
     return [
-        record(case, "fps", T / summary["median_s"], "frames/s", env, T=T, **summary),
-        record(case, "peak_memory", peak, "MiB", env, method=method, baseline_MiB=baseline),
+        record(case, "fps", T / summary["median_s"], "frames/s", env, T=T, **summary, **extra),
+        record(case, "peak_memory", peak, "MiB", env, **memory, **extra),
     ]
 
 
@@ -252,7 +283,7 @@ def scaling_case(case: dict) -> list[dict]:
     from attention.registry import build_attention
     from models.transformer import EncoderLayer
 
-    device = _setup(case["device"], case.get("threads"))
+    device, extra = _setup(case)
     T, H, W, d = case["T"], case["H"], case["W"], case["d_model"]
     options = dict(case["options"])
     if case["backend"] == "stdeform":
@@ -283,11 +314,8 @@ def scaling_case(case: dict) -> list[dict]:
         with torch.no_grad():
             layer(src, pos, shapes, start, reference, None)
 
-    baseline, method = _peak_memory_start(device)
-    forward()
-    peak = _peak_memory_end(device, baseline, method)
-    summary = _summary(_time(forward, device, case["warmup"], case["repeats"]))
+    summary, peak, memory = _timed_with_peak(forward, device, case)
     return [
-        record(case, "time", summary["median_s"], "s", env, **summary),
-        record(case, "peak_memory", peak, "MiB", env, method=method, baseline_MiB=baseline),
+        record(case, "time", summary["median_s"], "s", env, **summary, **extra),
+        record(case, "peak_memory", peak, "MiB", env, **memory, **extra),
     ]
