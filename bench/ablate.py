@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "--data", default="synthetic", help="'synthetic' or a YouTube-VIS directory"
     )
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
-    parser.add_argument("--budget-minutes", type=float, default=7.0, help="wall-clock per run")
+    parser.add_argument("--budget-minutes", type=float, default=7.5, help="wall-clock per run")
     parser.add_argument("--iterations", type=int, default=TrainConfig.iterations)
     parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

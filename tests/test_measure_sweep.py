@@ -122,6 +122,20 @@ def test_timing_plan_caps_repeats_to_the_time_per_case(first_pass_s, expected):
     assert _timing_plan(first_pass_s, case) == expected
 
 
+def test_timing_runs_exactly_the_planned_passes():
+    """First (peak-memory) pass + planned warm-up + repeats, and nothing hidden besides."""
+    import torch
+
+    from bench.measure.cases import _timed_with_peak
+
+    calls = []
+    case = {"warmup": 1, "repeats": 4, "seconds": 60}
+    summary, peak, memory = _timed_with_peak(lambda: calls.append(1), torch.device("cpu"), case)
+    assert len(calls) == 1 + 1 + 4
+    assert (summary["warmup"], summary["repeats"], len(summary["times_s"])) == (2, 4, 4)
+    assert peak >= 0 and memory["method"]
+
+
 @pytest.mark.parametrize(
     "backend, options",
     [("full", {"impl": "math"}), ("stdeform", {"mode": "3d", "K": 4})],

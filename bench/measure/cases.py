@@ -198,15 +198,28 @@ def _timing_plan(first_pass_s: float, case: dict) -> tuple[int, int]:
     return warmup, repeats
 
 
-def _time(function, device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Wall-clock seconds of ``function()`` per repeat, synchronised, after warm-up."""
-    from torch.utils.benchmark import Timer
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    threads = torch.get_num_threads()
-    timer = Timer(stmt="function()", globals={"function": function}, num_threads=threads)
+
+def _time(function, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Wall-clock seconds of ``function()`` per repeat, synchronised, after warm-up.
+
+    A plain loop rather than torch.utils.benchmark.Timer: Timer.timeit runs two untimed warm-up
+    calls on every call, which triples the cost of a paper-preset pass (~17 s on 2 CPU cores)
+    and blocked_autorange cannot promise a minimum number of repeats.
+    """
     for _ in range(warmup):
         function()
-    return [timer.timeit(1).mean for _ in range(repeats)]
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        started = time.perf_counter()
+        function()
+        _synchronize(device)
+        times.append(time.perf_counter() - started)
+    return times
 
 
 def _timed_with_peak(function, device: torch.device, case: dict) -> tuple[dict, float, dict]:
@@ -214,6 +227,7 @@ def _timed_with_peak(function, device: torch.device, case: dict) -> tuple[dict, 
     baseline, method = _peak_memory_start(device)
     started = time.perf_counter()
     function()  # the first pass defines the peak (allocator and caches warm up here)
+    _synchronize(device)
     first_pass_s = time.perf_counter() - started
     peak = _peak_memory_end(device, baseline, method)
     warmup, repeats = _timing_plan(first_pass_s, case)

@@ -43,8 +43,15 @@ class Results:
 
 
 def tidy_row(record: dict) -> dict:
-    """A record flattened: its extra fields, its case's fields, the method label and env key."""
+    """A record flattened: its extra fields, its case's fields, the method label and env key.
+
+    A stdeform measurement that ran the pure-PyTorch reference instead of a compiled kernel
+    (``op_impl``) becomes a method of its own ("... op=reference"), never mixed with the kernel's.
+    """
     case = record.get("case") or {}
+    options = dict(case.get("options") or {})
+    if record.get("op_impl") == "reference":
+        options["op"] = "reference"
     extras = {
         RENAMED_EXTRAS.get(key, key): value
         for key, value in record.items()
@@ -54,9 +61,9 @@ def tidy_row(record: dict) -> dict:
     return {
         **extras,
         **{key: value for key, value in case.items() if key not in ("options", "input")},
-        "options": case.get("options") or {},
+        "options": options,
         "input": case.get("input") or {},
-        "method": method_label(case.get("backend"), case.get("options")),
+        "method": method_label(case.get("backend"), options),
         "env": env,
         "env_device": env.get("device"),
         "env_key": environment_key(env),
