@@ -158,13 +158,13 @@ def test_cost_table_holds_the_fixtures_cost_numbers(tables):
     checked = 0
     for r in latest(fixture_records("measurements.jsonl")):
         case = r["case"]
-        if case["kind"] not in ("flops", "fps", "memory") or r["status"] != "ok":
+        if case["kind"] not in ("flops", "inference") or r["status"] != "ok":
             continue
         if case["kind"] == "flops" and (
             r["counter"] != "fvcore" or r["component"] not in ("model", "encoder")
         ):
             continue
-        name = {"fps": "FPS", "memory": "peak memory (MiB)"}.get(case["kind"])
+        name = {"fps": "FPS", "peak_memory": "peak memory (MiB)"}.get(r["metric"])
         name = name or f"GMACs {r['component']}"
         cell = row_of(rows, label(r))[f"{name} [{case['preset']} · {case['device']}]"]
         assert close(cell, r["value"]), (label(r), name, cell, r["value"])
@@ -559,7 +559,7 @@ def test_missing_results_replace_figures_with_a_sentence(tmp_path):
         "".join(
             line + "\n"
             for line in (FIXTURE / "measurements.jsonl").read_text().splitlines()
-            if '"kind": "fps"' in line and line.endswith("}")
+            if '"kind": "inference"' in line and line.endswith("}")
         )
     )
     written = render_report(results, tmp_path / "out")

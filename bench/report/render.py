@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from bench.report.ablation import k_ablation_table
-from bench.report.cost import cost_accuracy_table
+from bench.report.cost import COST_KINDS, cost_accuracy_table
 from bench.report.environments import describe, environments_table
 from bench.report.failures import failures_table
 from bench.report.figures import draw_figures
@@ -64,7 +64,7 @@ def provenance(results) -> list[str]:
     """Which presets and data sets the report's parts come from, one line each."""
     lines = []
     cost = results.measurements
-    cost = cost[cost["kind"].isin(["flops", "fps", "memory"])]
+    cost = cost[cost["kind"].isin(COST_KINDS)]
     if not cost.empty:
         presets = ", ".join(sorted(set(cost["preset"].dropna().astype(str))))
         lines.append(f"Cost (FLOPs, FPS, peak memory): {presets} preset")
