@@ -616,6 +616,43 @@ def test_command_line_refuses_a_missing_results_directory(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+# ---- what the harness really writes ----
+
+
+def test_cost_table_shows_what_the_measurement_cases_record(tmp_path):
+    """End to end at a tiny size: bench.measure's own cases -> the store -> table (a)."""
+    from bench.measure.cases import flops_case, inference_case
+    from bench.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "measurements.jsonl")
+    base = {"preset": "quick", "device": "cpu", "threads": 1}
+    base["input"] = {"T": 6, "height": 64, "width": 64}
+    specs = [("full", {"attention_impl": "sdpa"}, {"impl": "sdpa"})]
+    specs.append(("stdeform", {"mode": "3d"}, {"mode": "3d", "K": 16}))
+    for backend, overrides, options in specs:
+        case = {**base, "backend": backend, "overrides": overrides, "options": options}
+        store.append(*flops_case({**case, "kind": "flops"}))
+        timing = {"warmup": 0, "repeats": 2, "seconds": 30}
+        store.append(*inference_case({**case, "kind": "inference", **timing}))
+    render_report(tmp_path, tmp_path / "out")
+    rows = markdown_tables((tmp_path / "out" / "README.md").read_text(encoding="utf-8"))
+    rows = rows["(a) Cost and accuracy per attention backend"]
+    records = store.records()
+    for method in ("full (sdpa)", "stdeform 3d K=16"):
+        row = row_of(rows, method)
+        mine = [
+            r for r in records if method_label(r["case"]["backend"], r["case"]["options"]) == method
+        ]
+        value = {
+            (r["metric"], r.get("component")): r["value"]
+            for r in mine
+            if r.get("counter", "fvcore") == "fvcore"
+        }
+        assert close(row["FPS [quick · cpu]"], value[("fps", None)])
+        assert close(row["peak memory (MiB) [quick · cpu]"], value[("peak_memory", None)])
+        assert close(row["GMACs model [quick · cpu]"], value[("macs", "model")])
+
+
 # ---- the small pieces ----
 
 
