@@ -194,6 +194,14 @@ def test_cost_table_holds_the_fixtures_training_numbers(tables):
     assert close(k16[f"device-h to target [{group}]"], hours[0])
 
 
+def test_cost_notes_say_what_the_runs_started_from(report):
+    note = next(
+        line for line in report["md"].splitlines() if line.startswith("- Columns “training")
+    )
+    assert "shared backbone pretrained" in note
+    assert "800 iterations, 0.07 device-h" in note and "not included" in note
+
+
 def test_failed_and_missing_cases_show_a_dash_with_the_reason(tables):
     rows = tables["(a) Cost and accuracy per attention backend"]
     training = "training · quick · cpu · synthetic"

@@ -101,7 +101,27 @@ def reported_rows(columns: list[Column], complexity: dict) -> list[list[str]]:
     return rows
 
 
-def cost_notes(cost: pd.DataFrame, training: pd.DataFrame, complexity_from: str) -> list[str]:
+def pretraining_note(group: pd.DataFrame, pretraining: pd.DataFrame) -> str:
+    """What the runs started from: the shared pretrained backbone, which their clocks exclude."""
+    flags = group["pretrained_backbone"] if "pretrained_backbone" in group else pd.Series()
+    if not flags.fillna(False).astype(bool).any():
+        return "every run trained its backbone from scratch"
+    if pretraining.empty:
+        return "runs start from a shared pretrained backbone (its summary is not in the results)"
+    done = "; ".join(
+        f"{number(row.iterations)} iterations, {number(row.seconds / 3600)} device-h"
+        for row in pretraining.itertuples()
+    )
+    return (
+        "runs start from one shared backbone pretrained on per-pixel shape classes of the "
+        f"training frames ({done}), not included in the runs' device-hours, as VisTR's "
+        "ImageNet/COCO pretraining is not in its GPU-hours"
+    )
+
+
+def cost_notes(
+    cost: pd.DataFrame, training: pd.DataFrame, complexity_from: str, pretraining: pd.DataFrame
+) -> list[str]:
     """Where each column group comes from, in words."""
     notes = []
     for preset, device in cost_groups(cost):
@@ -127,7 +147,8 @@ def cost_notes(cost: pd.DataFrame, training: pd.DataFrame, complexity_from: str)
         notes.append(
             f"Columns “training · {preset} · {device} · {data}”: ablation runs of the {preset} "
             f"preset on the {data} data set, backbone {backbones}, budget {budgets} min per run; "
-            f"target AP {target} %; device-hours = wall-clock × devices, evaluation included."
+            f"target AP {target} %; device-hours = wall-clock × devices, evaluation included; "
+            f"{pretraining_note(group, pretraining)}."
         )
     notes.append(f"Complexity from {complexity_from}.")
     notes.append(
@@ -162,7 +183,7 @@ def cost_accuracy_table(results, complexity: dict, complexity_from: str) -> Tabl
     frame = pd.concat([frame, pd.DataFrame(reported, columns=frame.columns)], ignore_index=True)
     kinds = ["measured"] * len(methods) + ["reported"] * len(reported)
     notes = [measured_in(env_ids(cost, training), results.environments)]
-    notes += cost_notes(cost, training, complexity_from)
+    notes += cost_notes(cost, training, complexity_from, results.pretraining)
     return Table.from_frame(
         "cost",
         "(a) Cost and accuracy per attention backend",

@@ -6,6 +6,8 @@ When a case was measured more than once (a rerun after an error), its latest rec
 """
 
 import dataclasses
+import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +20,7 @@ from bench.store import ResultsStore
 MEASUREMENTS = "measurements.jsonl"
 ABLATION = "ablation.jsonl"
 RUN_LOGS = "runs/*/log.jsonl"
+PRETRAINING = "pretrained/*.json"  # bench.pretrain's summaries (iterations, seconds, ...)
 SAME_MEASUREMENT = ["case_id", "metric", "component", "counter"]
 METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
 COLUMNS = [  # present in every tidy table, even when no record has them
@@ -40,6 +43,7 @@ class Results:
     ablation: pd.DataFrame  # kind ablation: one row per run and metric
     logs: pd.DataFrame  # one row per periodic evaluation of a training run
     environments: pd.DataFrame  # env_id, the env fields, first/last date
+    pretraining: pd.DataFrame  # one row per pretrained backbone: iterations, seconds, batch_size
 
 
 def tidy_row(record: dict) -> dict:
@@ -111,6 +115,23 @@ def read_logs(directory: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def read_pretraining(directory: Path) -> pd.DataFrame:
+    """The shared backbone pretrainings of the ablation (bench.pretrain's JSON summaries)."""
+    rows = []
+    for path in sorted(directory.glob(PRETRAINING)):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            warnings.warn(
+                f"{path}: unreadable pretraining summary ({error}); skipped", stacklevel=2
+            )
+            continue
+        rows.append(
+            {field: summary.get(field) for field in ("iterations", "seconds", "batch_size")}
+        )
+    return pd.DataFrame(rows, columns=["iterations", "seconds", "batch_size"])
+
+
 def load_results(directory: str | Path) -> Results:
     """Read a results directory; missing files give empty tables."""
     directory = Path(directory)
@@ -121,4 +142,6 @@ def load_results(directory: str | Path) -> Results:
     frames = [tidy(measurements), tidy(ablation)]
     for frame in frames:
         frame["env_id"] = frame["env_key"].map(ids)
-    return Results(directory, *frames, read_logs(directory), environments)
+    return Results(
+        directory, *frames, read_logs(directory), environments, read_pretraining(directory)
+    )
