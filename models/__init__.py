@@ -86,8 +86,8 @@ def build_model(
       losses           aux_loss, focal_loss, mask_loss, mask_frames, mask_resolution,
                        no_object_weight, loss_ce, loss_bbox, loss_giou, loss_mask, loss_dice,
                        cost_class, cost_bbox, cost_giou, cost_dice;
-      input/training   short_side, max_size, lr, lr_backbone, weight_decay, clip_max_norm,
-                       batch_size (read by the training harness, not by the model).
+      input/training   short_side, max_size, lr, lr_backbone, lr_offsets_mult, weight_decay,
+                       clip_max_norm, batch_size (read by the training harness, not the model).
     A backend option the chosen backend does not take (e.g. n_points for "full") raises.
     e.g. build_model("quick", "full", attention_impl="math"),
          build_model("quick", "stdeform", n_points=32, mode="frames").
@@ -132,16 +132,26 @@ def build_model(
 
 
 def build_optimizer(model: VisModel, preset: Preset | None = None) -> torch.optim.AdamW:
-    """AdamW as DETR: the backbone at lr_backbone, the rest at lr, frozen parameters left out."""
+    """AdamW as Deformable DETR: the backbone at lr_backbone, the sampling-offset projections at
+    lr x lr_offsets_mult, the rest at lr; frozen parameters left out, empty groups dropped."""
     preset = preset or model.preset
-    backbone = [
-        p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad
-    ]
-    rest = [
-        p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad
-    ]
+    groups = {"rest": [], "offsets": [], "backbone": []}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if name.startswith("backbone."):
+            groups["backbone"].append(parameter)
+        elif ".sampling_offsets." in name:
+            groups["offsets"].append(parameter)
+        else:
+            groups["rest"].append(parameter)
+    lrs = {
+        "rest": preset.lr,
+        "offsets": preset.lr * preset.lr_offsets_mult,
+        "backbone": preset.lr_backbone,
+    }
     return torch.optim.AdamW(
-        [{"params": rest}, {"params": backbone, "lr": preset.lr_backbone}],
+        [{"params": ps, "lr": lrs[key], "name": key} for key, ps in groups.items() if ps],
         lr=preset.lr,
         weight_decay=preset.weight_decay,
     )
