@@ -336,6 +336,27 @@ def test_scaling_exponents_are_the_log_log_slopes_of_the_fixture(tables):
     assert math["points ok / measured"] == "7 / 9"
 
 
+def test_scaling_analytic_exponents_follow_the_formulas(tables):
+    rows = tables["(c) Scaling: fitted exponents of time and memory against tokens"]
+    column = "both [analytic MACs ∝ tokens^b]"
+    d, ffn = 256, 1024  # the fixture's layer
+    tokens = sorted(
+        r["case"]["tokens"]
+        for r in fixture_records("measurements.jsonl")
+        if r["case"]["kind"] == "scaling" and label(r) == "full (sdpa)" and r["metric"] == "time"
+    )
+    x = np.array(tokens, dtype=float)
+    macs = (
+        2 * x * x * d + 4 * x * d * d + 2 * x * d * ffn + 10 * x * d
+    )  # QK^T+AV, projections, FFN, norms
+    expected = np.polyfit(np.log(x), np.log(macs), 1)[0]
+    for method in ("full (sdpa)", "full (math)"):
+        assert leading_number(row_of(rows, method)[column]) == pytest.approx(expected, abs=0.006)
+    assert row_of(rows, "stdeform 3d K=32")[column] == "1.00"  # linear in tokens
+    # the fixture's frames points at T = 1 and 2 have window 3 > T: no such layer exists
+    assert row_of(rows, "stdeform frames K=4 window=3")[column] == "— (no formula at 2 of 9 points)"
+
+
 def test_scaling_points_table(tables):
     rows = tables["Scaling: the measured points"]
     assert len(rows) == 4 * 9

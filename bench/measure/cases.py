@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench.environment import environment
-from bench.measure.flops import count_flop_counter, count_fvcore
+from bench.measure.flops import count_flop_counter, count_fvcore, encoder_layer_macs
 from bench.store import record
 
 MIB = 2**20
@@ -127,14 +127,12 @@ def flops_case(case: dict) -> list[dict]:
         attention = transformer.encoder[0].self_attn
         shapes = _token_shapes(model, inputs)
         tokens = sum(t * h * w for t, h, w in shapes)
+        ffn = transformer.encoder[0].ffn.linear1
+        breakdown = encoder_layer_macs(attention, tokens, shapes, ffn.in_features, ffn.out_features)
         attention_macs = attention.macs(tokens, shapes)
-        ffn = transformer.encoder[0].ffn
-        ffn_macs = tokens * 2 * ffn.linear1.in_features * ffn.linear1.out_features
-        norm_macs = 2 * 5 * tokens * ffn.linear1.in_features  # 2 LayerNorms, as fvcore counts them
         counted_attention = sum(
             modules.get(f"transformer.encoder.{i}.self_attn", 0) for i in range(layers)
         )
-        breakdown = {k: v / giga for k, v in attention.mac_breakdown(tokens, shapes).items()}
         records += [
             record(
                 case,
@@ -148,12 +146,12 @@ def flops_case(case: dict) -> list[dict]:
             record(
                 case,
                 "macs",
-                (attention_macs + ffn_macs + norm_macs) / giga,
+                sum(breakdown.values()) / giga,
                 "GMAC",
                 env,
                 component="encoder_layer",
                 counter="analytic",
-                breakdown={**breakdown, "ffn": ffn_macs / giga, "norms": norm_macs / giga},
+                breakdown={k: v / giga for k, v in breakdown.items()},
             ),
             record(
                 case,
@@ -292,22 +290,31 @@ def inference_case(case: dict) -> list[dict]:
     ]
 
 
-def scaling_case(case: dict) -> list[dict]:
-    """Time and peak memory of one encoder layer (backend self-attention + FFN) at T x H x W."""
+def scaling_attention(case: dict):
+    """The attention module of a scaling case: the backend over one (T, H, W) level."""
     from attention.registry import build_attention
-    from models.transformer import EncoderLayer
 
-    device, extra = _setup(case)
-    T, H, W, d = case["T"], case["H"], case["W"], case["d_model"]
     options = dict(case["options"])
     if case["backend"] == "stdeform":
         options = {
             "mode": options.get("mode", "3d"),
             "n_points": options.get("K", 32),
-            "n_frames": T,
+            "n_frames": case["T"],
             "n_levels": 1,
+            "window": options.get("window"),
         }
-    attention = build_attention(case["backend"], d_model=d, n_heads=case["n_heads"], **options)
+    return build_attention(
+        case["backend"], d_model=case["d_model"], n_heads=case["n_heads"], **options
+    )
+
+
+def scaling_case(case: dict) -> list[dict]:
+    """Time and peak memory of one encoder layer (backend self-attention + FFN) at T x H x W."""
+    from models.transformer import EncoderLayer
+
+    device, extra = _setup(case)
+    T, H, W, d = case["T"], case["H"], case["W"], case["d_model"]
+    attention = scaling_attention(case)
     layer = EncoderLayer(attention, d, case["dim_feedforward"], 0.0).to(device).eval()
     S = T * H * W
     generator = torch.Generator().manual_seed(0)

@@ -24,6 +24,16 @@ STDEFORM_OP = "visbench::stdeform_attn"
 CORNERS = 8  # trilinear interpolation reads 8 corners per point
 
 
+def encoder_layer_macs(attention, tokens: int, shapes, d_model: int, dim_feedforward: int) -> dict:
+    """One encoder layer's multiply-accumulates by formula, per component: the backend's own
+    breakdown, the FFN's two linears and the two LayerNorms (5 per element, as fvcore counts)."""
+    return {
+        **attention.mac_breakdown(tokens, shapes),
+        "ffn": tokens * 2 * d_model * dim_feedforward,
+        "norms": 2 * 5 * tokens * d_model,
+    }
+
+
 def stdeform_macs(value_shape, loc_shape) -> int:
     """MACs of the op: N*Q*M*L*K points x 8 corners x D channels (weighting included)."""
     N, _, M, D = value_shape

@@ -5,8 +5,9 @@ log-log axes (bench.measure.fit.loglog_slope) over the T sweep, the H×W sweep, 
 and the upper half of both (the points at or above the median token count). Full attention should
 come out near 2, deformable attention near 1; at small sizes the linear projections and FFN
 dominate a layer's cost and pull full attention's all-points exponent below its asymptotic one,
-which the upper half shows. Failed points (OOM, timeout) are excluded from a fit, and the cell
-says how many were.
+which the upper half shows, and so does the exponent of the layer's analytic multiply-accumulates
+(the backend's formula + FFN + norms) over the same points: what a kernel of constant efficiency
+would give. Failed points (OOM, timeout) are excluded from a fit, and the cell says how many were.
 """
 
 import dataclasses
@@ -57,6 +58,39 @@ def select(points: pd.DataFrame, sweep: str | None) -> pd.DataFrame:
     return points[points["sweep"] == sweep]
 
 
+def layer_macs(point: pd.Series) -> float | None:
+    """One encoder layer's analytic MACs at a scaling point (None without a formula or shape)."""
+    from bench.measure.cases import scaling_attention
+    from bench.measure.flops import encoder_layer_macs
+
+    fields = ("backend", "options", "T", "H", "W", "d_model", "n_heads", "dim_feedforward")
+    case = {field: point.get(field) for field in fields}
+    if any(v is None or (not isinstance(v, dict) and pd.isna(v)) for v in case.values()):
+        return None
+    case.update({field: int(case[field]) for field in fields[2:]})
+    try:
+        attention = scaling_attention(case)
+    except (ValueError, TypeError, KeyError):  # a backend unknown here, or options it rejects
+        return None
+    T, H, W, d_model, _, dim_feedforward = (case[field] for field in fields[2:])
+    macs = encoder_layer_macs(attention, T * H * W, [(T, H, W)], d_model, dim_feedforward)
+    return float(sum(macs.values()))
+
+
+def analytic_cell(points: pd.DataFrame) -> str:
+    """The exponent of the layer's analytic MACs over every point of the grid, failed or not."""
+    grid = points.drop_duplicates("case_id")
+    macs = [layer_macs(point) for _, point in grid.iterrows()]
+    unknown = sum(m is None for m in macs)
+    if unknown:  # no shape recorded, or a backend/options this install cannot build
+        return missing(f"no formula at {unknown} of {len(macs)} points")
+    try:
+        slope, _ = loglog_slope(grid["tokens"], macs)
+    except ValueError:
+        return missing("fewer than 2 points")
+    return exponent(slope)
+
+
 def fit(points: pd.DataFrame) -> tuple[float | None, float | None]:
     """(b, a) of y ≈ a·tokens^b over the usable points, or (None, None) if they do not allow it."""
     ok = points[points["failure"].isna()]
@@ -97,6 +131,7 @@ def exponents_table(results, complexity: dict) -> Table:
     columns = [Column("method"), Column("complexity"), Column("device")]
     for _, metric_label in METRICS:
         columns += [Column(label, metric_label, numeric=True) for _, label in SWEEPS]
+    columns.append(Column("both", "analytic MACs ∝ tokens^b", numeric=True))
     columns.append(Column("points ok / measured", numeric=True))
     rows = []
     methods = methods_of(records)
@@ -108,6 +143,7 @@ def exponents_table(results, complexity: dict) -> Table:
                 for sweep, _ in SWEEPS:
                     points = select(mine[mine["metric"] == metric], sweep)
                     cells.append(fit_cell(points) if not points.empty else missing("not run"))
+            cells.append(analytic_cell(mine))
             cases = mine.drop_duplicates("case_id")
             ok_cases = mine[mine["failure"].isna()]["case_id"].nunique()
             cells.append(f"{ok_cases} / {len(cases)}")
@@ -120,7 +156,9 @@ def exponents_table(results, complexity: dict) -> Table:
         f"the feature map (d_model {d_models or '?'}); b fitted by least squares on log-log "
         "axes. Full attention is expected near 2, deformable attention near 1. Upper half: the "
         "points at or above the median token count; below it the linear projections and FFN "
-        "dominate a layer's cost and pull full attention's all-points exponent down.",
+        "dominate a layer's cost and pull full attention's all-points exponent down. Analytic "
+        "MACs: the exponent of the layer's multiply-accumulates by formula (backend + FFN + "
+        "norms) over all the points — the time exponent of a kernel of constant efficiency.",
     ]
     return Table.from_frame(
         "scaling",
