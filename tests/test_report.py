@@ -267,6 +267,19 @@ def test_reported_rows_are_marked_and_separate(report, tables):
     assert "tr.reported td { font-style: italic;" in report["html"]
 
 
+def test_reported_gpu_fps_never_sits_under_a_cpu_column(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    lines = (FIXTURE / "measurements.jsonl").read_text().splitlines()
+    cpu = [line for line in lines if '"kind": "inference"' in line and '"device": "cpu"' in line]
+    (results / "measurements.jsonl").write_text("".join(line + "\n" for line in cpu))
+    render_report(results, tmp_path / "out")
+    rows = markdown_tables((tmp_path / "out" / "README.md").read_text(encoding="utf-8"))
+    rows = rows["(a) Cost and accuracy per attention backend"]
+    reported = [row for row in rows if "(reported)" in row["method"]]
+    assert reported and all(row["FPS [paper · cpu]"] == "*—*" for row in reported)
+
+
 def test_k_ablation_table(tables):
     rows = tables["(b) Ablation over K (sampling points per query)"]
     measured = [row for row in rows if "(reported)" not in row["backbone"]]

@@ -84,7 +84,7 @@ def _reset_peak_rss() -> bool:
 
 def flops_case(case: dict) -> list[dict]:
     """MACs of a model by component, cross-checked (see the module docstring)."""
-    device, extra = _setup(case)
+    device, _ = _setup(case)
     model = _model(case["preset"], case["backend"], case["overrides"], device)
     inputs = model_input(model, **case["input"], device=device)
     env = environment(str(device))

@@ -82,10 +82,9 @@ def training_columns(training: pd.DataFrame, methods: pd.DataFrame):
 
 def reported_rows(columns: list[Column], complexity: dict) -> list[list[str]]:
     """The poster's VisTR and Deformable VisTR rows, each figure in the column of that name."""
-    fps_columns = [i for i, c in enumerate(columns) if c.name == "FPS"]
-    cuda_fps = [i for i in fps_columns if "cuda" in columns[i].group]
+    cuda_fps = [i for i, c in enumerate(columns) if c.name == "FPS" and "cuda" in c.group]
     targets = {
-        "fps": (cuda_fps or fps_columns)[:1],
+        "fps": cuda_fps[:1],  # the poster's FPS are GPU figures: never under a CPU column
         "device_hours": [i for i, c in enumerate(columns) if c.name == "device-h total"][:1],
         "epochs": [i for i, c in enumerate(columns) if c.name == "epochs total"][:1],
         "AP": [i for i, c in enumerate(columns) if c.name == "AP (%)"][:1],
