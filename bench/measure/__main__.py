@@ -7,7 +7,7 @@ Backends are written ``name[:option]``: ``full:sdpa``, ``full:math``, ``stdeform
 preset's K), ``stdeform:frames``, ``stdeform:frame``, ``stdeform:3d:16`` (mode and K).
 ``fps`` and ``memory`` come from one inference case per (preset, backend): its first pass
 measures peak memory and warms up, then up to --repeats timed passes (at least 2), cut to about
---case-seconds of timing so that the paper preset's ~40 s CPU passes stay affordable.
+--case-seconds of timing so that the paper preset's ~17 s CPU passes stay affordable.
 Every case runs in its own subprocess with a time limit; its records (or its failure: OOM,
 timeout, error) are appended to <out>/measurements.jsonl; a rerun skips finished cases.
 Scaling: one encoder layer (d=384, 8 heads, FFN 2048, K=32: the paper's) over T in
