@@ -8,7 +8,7 @@ from torch import nn
 
 from bench.data.results import check_results
 from models import build_model
-from models.postprocess import InferenceRunner, PostProcess, clip_frame_indices
+from models.postprocess import InferenceRunner, PostProcess, Tracks, clip_frame_indices
 
 CATEGORY_IDS = [3, 7, 9]  # the dataset's category id of class 0, 1, 2
 
@@ -62,6 +62,33 @@ def test_postprocess_gives_valid_results():
     assert [r["category_id"] for r in results] == [9, 3]
     default = PostProcess(mask_stride=stride)(outputs, targets[:1] + targets[1:])
     assert {r["category_id"] for r in default} <= {1, 2, 3}  # label + 1 without category_ids
+
+
+def test_scores_weigh_the_class_by_mask_quality():
+    # two instances of one video with the same class probability; query 0's mask is sure
+    # (probability ~1 inside), query 1's hesitant (0.6 inside, 0.4 elsewhere: below the threshold)
+    T, n, C = 2, 2, 3
+    logits = torch.full((1, T, n, C + 1), -9.0)
+    logits[..., 1] = 2.0
+    logits[..., C] = 1.0  # class 1 probability e^2 / (e^2 + e + 3 e^-9) for both
+    masks = torch.full((1, n, T, 4, 4), -9.0)
+    masks[0, 0, :, :2, :2] = 9.0
+    masks[0, 1, :, 2:, 2:] = torch.logit(torch.tensor(0.6))
+    masks[0, 1, :, :2, :2] = torch.logit(torch.tensor(0.4))
+    outputs = {"pred_logits": logits, "pred_masks": masks}
+    target = [{"video_id": 1, "size": (16, 16), "orig_size": (16, 16)}]
+    class_prob = logits.softmax(-1)[0, 0, 0, 1].item()
+
+    scored = PostProcess(mask_stride=4)(outputs, target)
+    assert len(scored) == 2
+    sure, hesitant = scored  # best first
+    assert sure["score"] == pytest.approx(class_prob * torch.sigmoid(torch.tensor(9.0)).item())
+    assert hesitant["score"] == pytest.approx(class_prob * 0.6, rel=1e-5)
+    hesitant_masks = decode(hesitant["segmentations"], (16, 16))
+    assert hesitant_masks[:, 10:, 10:].all() and not hesitant_masks[:, :6, :6].any()
+
+    plain = PostProcess(mask_stride=4, mask_scoring=False)(outputs, target)
+    assert [r["score"] for r in plain] == pytest.approx([class_prob, class_prob])
 
 
 def test_focal_postprocess_uses_sigmoid_without_no_object():
@@ -143,6 +170,26 @@ def test_long_video_links_instances_across_clips():
             # bilinear upsampling rounds the outer corners of a shape off by one pixel each
             assert (masks[f] != expected).sum() <= 4, (instance, f)
             assert (track["segmentations"][f] is None) == (not expected.any())
+
+
+def test_link_threshold_decides_whether_a_poor_overlap_continues_a_track():
+    # one track predicted on frames 0-1 (a 4 x 4 block at logits resolution 8 x 8); the next
+    # clip (frames 1-2) has a query overlapping it on frame 1 with IoU 1/3 and one elsewhere
+    tracks = Tracks.empty(3, 8, 8, C)
+    old = torch.zeros(2, 8, 8)
+    old[:, 0:4, 0:4] = 1.0
+    tracks.start(1)
+    tracks.add(0, torch.tensor([0, 1]), old, torch.ones(C) / C)
+    new = torch.zeros(2, 2, 8, 8)  # (n, T, h, w) probabilities of the next clip
+    new[0, :, 2:6, 0:4] = 1.0  # shifted down by half: 8 of 16 + 16 - 8 pixels
+    new[1, :, 6:8, 6:8] = 1.0
+    frames = torch.tensor([1, 2])
+    runner = InferenceRunner(StubModel(), PostProcess(STRIDE))  # default threshold 0.1
+    assert runner.link(tracks, frames, new) == [0, None]  # IoU 1/3 links; the other starts anew
+    strict = InferenceRunner(StubModel(), PostProcess(STRIDE), link_threshold=0.5)
+    assert strict.link(tracks, frames, new) == [None, None]  # IoU 1/3 < 0.5: a new track
+    always = InferenceRunner(StubModel(), PostProcess(STRIDE), link_threshold=0.0)
+    assert always.link(tracks, frames, new) == [0, None]  # one track: one pair only
 
 
 def test_short_video_is_looped_and_cropped_back():
