@@ -28,8 +28,9 @@ cores (one training step, batch 2, takes ~0.35 s there: ~1700 steps in 10 minute
 Measured (2026-11, 2 CPU cores): from scratch, masks and boxes learn but the class (shape) stays
 at chance level for the first ~1200 steps (AP ~0.03). Hence bench.ablate first pretrains the
 backbone for 800 iterations on per-pixel shape classes (~4 minutes), shared by all runs; from
-there a 7-minute stdeform K=32 run reaches AP ~0.35, AP50 ~0.6, while full attention stays at
-AP ~0.04: it learns much slower, as the poster reports.
+there a 7.5-minute stdeform run reaches AP ~0.38, AP50 ~0.59-0.64 (K=16 / K=32, scored with mask
+quality; ~0.34 / ~0.57 with the class probability alone), while full attention stays at AP ~0.05:
+it learns much slower, as the poster reports.
 """
 
 import dataclasses
