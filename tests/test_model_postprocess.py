@@ -70,7 +70,7 @@ def test_scores_weigh_the_class_by_mask_quality():
     T, n, C = 2, 2, 3
     logits = torch.full((1, T, n, C + 1), -9.0)
     logits[..., 1] = 2.0
-    logits[..., C] = 1.0  # class 1 probability e^2 / (e^2 + e + 3 e^-9) for both
+    logits[..., C] = 1.0  # class 1 probability e^2 / (e^2 + e + 2 e^-9) for both
     masks = torch.full((1, n, T, 4, 4), -9.0)
     masks[0, 0, :, :2, :2] = 9.0
     masks[0, 1, :, 2:, 2:] = torch.logit(torch.tensor(0.6))
