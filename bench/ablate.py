@@ -190,7 +190,11 @@ def summarise(runs: list[TrainConfig], statuses: dict[str, str], args) -> pd.Dat
             rows.append(row | {"status": status})
             continue
         reached = reach(logs[config.run], target) if target is not None else None
-        run_env = env | {"device_name": final["device_name"], "device_count": final["n_devices"]}
+        # the run's own environment (a run finished before may come from another commit);
+        # final.json files written before it was recorded fall back to this process's
+        run_env = final.get("environment") or (
+            env | {"device_name": final["device_name"], "device_count": final["n_devices"]}
+        )
         store.append(*run_records(case, final, reached, target, run_env))
         not_reached = "not reached"
         rows.append(

@@ -14,7 +14,8 @@ suite's YouTube-VIS evaluator, a checkpoint is written, and one JSON line is app
 
 The clock includes evaluation. An epoch is one clip per training video. device_hours =
 wall-clock x number of processes (devices), labelled with the device name. At the end
-``final.json`` holds the status, last metrics and peak memory.
+``final.json`` holds the status, last metrics, peak memory and the environment (commit, versions,
+threads, date) the run was trained in.
 
 Reproducibility: every iteration re-seeds torch, numpy and random from (seed, iteration, rank), and
 the clip order is a per-epoch permutation drawn from (seed, epoch), so a run killed at any moment
@@ -41,7 +42,7 @@ from bench.convergence import read_log
 from bench.data.dataset import YTVISClipDataset, collate_clips
 from bench.data.synthetic import ensure_synthetic
 from bench.data.transforms import build_transforms
-from bench.environment import device_name
+from bench.environment import device_name, environment
 from bench.evaluation import evaluate
 from models import InferenceRunner, build_model, build_optimizer
 
@@ -421,6 +422,8 @@ def train(config: TrainConfig) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "attention": model.attention_options(),
         "backbone": preset.backbone,
+        # where the run was trained: summaries made later (bench.ablate) keep this provenance
+        "environment": environment(str(device)) | {"device_name": name, "device_count": world},
     }
     if rank == 0:
         (run_dir / "final.json").write_text(json.dumps(summary, indent=2))

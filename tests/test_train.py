@@ -133,9 +133,24 @@ def test_ablation_with_a_tiny_budget_gives_a_complete_table(tiny_data, tmp_path)
                        "epochs_to_target", "peak_memory"):  # fmt: skip
             assert (run, metric) in metrics
     assert (tmp_path / "ablation.csv").exists() and (tmp_path / "ablation.md").exists()
-    # rerunning skips the finished runs
+    trained_in = {r["case"]["run"]: r["env"] for r in records}
+    for run in table["run"]:
+        final = json.loads((tmp_path / "runs" / run / "final.json").read_text())
+        assert trained_in[run] == final["environment"]
+        assert final["environment"]["threads"] == 1  # the training process's, not this one's
+    # rerunning skips the finished runs, and their records keep the environment they were
+    # trained in (here: a run that pretends to come from another commit)
+    path = tmp_path / "runs" / "stdeform-3d-k2-seed0" / "final.json"
+    final = json.loads(path.read_text())
+    final["environment"]["commit"] = "0123456789ab"
+    path.write_text(json.dumps(final))
     again = ablate_main(args)
     assert list(again["run"]) == list(table["run"])
+    lines = (tmp_path / "ablation.jsonl").read_text().splitlines()
+    rerun = [json.loads(line) for line in lines[len(records) :]]
+    commits = {r["case"]["run"]: r["env"]["commit"] for r in rerun}
+    assert commits["stdeform-3d-k2-seed0"] == "0123456789ab"
+    assert commits["full-sdpa-seed0"] == trained_in["full-sdpa-seed0"]["commit"]
 
 
 def test_reach_and_default_target():
