@@ -423,7 +423,7 @@ def train(config: TrainConfig) -> dict:
         "attention": model.attention_options(),
         "backbone": preset.backbone,
         # where the run was trained: summaries made later (bench.ablate) keep this provenance
-        "environment": environment(str(device)) | {"device_name": name, "device_count": world},
+        "environment": environment(str(device)) | {"device_count": world},
     }
     if rank == 0:
         (run_dir / "final.json").write_text(json.dumps(summary, indent=2))
