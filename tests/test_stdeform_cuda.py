@@ -7,15 +7,23 @@ N > 1, points outside the volume, on frame centres (4-corner path), on pixel cen
 gradients) and pixel edges, T = 1, D not a multiple of 32, D > 128 (two forward passes).
 The test with more than 2**31 elements comes last: an illegal address there would poison the
 CUDA context for every test after it. Needs only torch and pytest.
+
+Where no GPU exists, the kernels' device code (csrc/stdeform_attn_cuda_kernels.cuh) still runs:
+tests/cuda_emulation/ compiles it for the CPU with one host thread per lane, and the
+``test_emulated_*`` tests hold it to the same reference and CPU-kernel checks. That covers its
+arithmetic, indexing, lane striding and warp reductions, not the GPU's memory model, nvcc's code
+or the launch on a real device.
 """
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from attention import register_op, stdeform_attn_reference, stdeform_attn_reference_backward
-from attention.extension import find_cuda_toolkit, load_extension
+from attention.extension import csrc_dir, find_cuda_toolkit, load_extension
 
 HAS_GPU = torch.cuda.is_available()
 
@@ -197,40 +205,96 @@ def run_kernel(ops, inputs, grad_out):
     return (out, *grads)
 
 
+def check_against_reference(run, device, case, dtype):
+    """run(inputs, grad_out) on `device` gives the float64 reference's forward and gradients."""
+    levels, N, Q, M, D, K = CASES[case]
+    inputs = to(make_inputs(levels, N, Q, M, D, K, seed=len(case)), device, dtype)
+    grad_out = randn(N, Q, M * D, seed=len(case) + 100, dtype=dtype, device=device)
+    expected = reference(inputs, grad_out)  # on the dtype-rounded inputs, in float64
+    actual = run(inputs, grad_out)
+    for a in actual:
+        assert a.dtype == dtype and a.device.type == torch.device(device).type
+    check(actual, expected, TOLERANCE[dtype], f"{case} {dtype}")
+
+
+def check_against_cpu_kernel(run, device, dtype, points):
+    """run(inputs, grad_out) on `device` agrees with the CPU kernel (or the reference where none
+    was built).
+
+    "centred": all points on pixel centres of sizes like 5 and 7, whose pixel coordinates round
+    to just below or above an integer: both kernels must round as grid_sample does (no FMA) to
+    take the same side of floor() and so the same one-sided gradient.
+    """
+    register_op()
+    cpu_op = torch.ops.visbench
+    levels, N, Q, M, D, K = CASES["3 levels D=48"]
+    inputs = make_inputs(levels, N, Q, M, D, K, seed=3, centred=points == "centred")
+    inputs = to(inputs, "cpu", dtype)
+    grad_out = randn(N, Q, M * D, seed=4, dtype=dtype)
+    on_cpu = (cpu_op.stdeform_attn(*inputs), *cpu_op.stdeform_attn_backward(grad_out, *inputs))
+    actual = run(to(inputs, device), grad_out.to(device))
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    check(actual, on_cpu, tol, f"{device} vs cpu kernel {dtype} {points}")
+
+
 @pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
 @pytest.mark.parametrize("case", list(CASES))
 @needs_gpu
 def test_matches_reference(ops, case, dtype):
     """Forward and all three gradients equal the float64 reference on the same (rounded) inputs."""
-    levels, N, Q, M, D, K = CASES[case]
-    inputs = to(make_inputs(levels, N, Q, M, D, K, seed=len(case)), "cuda", dtype)
-    grad_out = randn(N, Q, M * D, seed=len(case) + 100, dtype=dtype, device="cuda")
-    expected = reference(inputs, grad_out)  # on the dtype-rounded inputs, in float64
-    actual = run_kernel(ops, inputs, grad_out)
-    for a in actual:
-        assert a.dtype == dtype and a.device.type == "cuda"
-    check(actual, expected, TOLERANCE[dtype], f"{case} {dtype}")
+    check_against_reference(lambda i, g: run_kernel(ops, i, g), "cuda", case, dtype)
 
 
 @pytest.mark.parametrize("points", ["special", "centred"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @needs_gpu
 def test_matches_cpu_kernel(ops, dtype, points):
-    """The CUDA kernel agrees with the CPU kernel (or the reference where none was built).
+    """The CUDA kernel agrees with the CPU kernel, on pixel centres too (see the helper)."""
+    check_against_cpu_kernel(lambda i, g: run_kernel(ops, i, g), "cuda", dtype, points)
 
-    "centred": all points on pixel centres of sizes like 5 and 7, whose pixel coordinates round
-    to just below or above an integer: both kernels must round as grid_sample does (no FMA) to
-    take the same side of floor() and so the same one-sided gradient.
-    """
-    levels, N, Q, M, D, K = CASES["3 levels D=48"]
-    inputs = make_inputs(levels, N, Q, M, D, K, seed=3, centred=points == "centred")
-    inputs = to(inputs, "cpu", dtype)
-    grad_out = randn(N, Q, M * D, seed=4, dtype=dtype)
-    on_cpu = (ops.stdeform_attn(*inputs), *ops.stdeform_attn_backward(grad_out, *inputs))
-    on_gpu = run_kernel(ops, to(inputs, "cuda"), grad_out.cuda())
-    check(
-        on_gpu, on_cpu, 1e-12 if dtype == torch.float64 else 1e-5, f"cuda vs cpu {dtype} {points}"
+
+@pytest.fixture(scope="module")
+def emulated():
+    """The kernels' device code compiled for the CPU (tests/cuda_emulation/): forward, backward."""
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C++ compiler ({compiler!r} is not on PATH)")
+    if os.environ.get("VISBENCH_EXTENSION", "1") == "0":
+        pytest.skip("extension builds disabled by VISBENCH_EXTENSION=0")
+    from torch.utils.cpp_extension import load
+
+    source = Path(__file__).parent / "cuda_emulation" / "stdeform_attn_cuda_emulated.cpp"
+    return load(
+        name="visbench_stdeform_cuda_emulated",
+        sources=[str(source)],
+        extra_include_paths=[str(csrc_dir())],
+        extra_cflags=["-O2", "-std=c++20", "-ffp-contract=off", "-pthread"],
+        extra_ldflags=["-pthread"],
     )
+
+
+def run_emulated(emulated, inputs, grad_out):
+    """(out, grad_value, grad_loc, grad_weights) of the emulated device code (CPU tensors)."""
+    return (emulated.forward(*inputs), *emulated.backward(grad_out, *inputs))
+
+
+# The contended-atomics case needs ~3 million emulated warp shuffles (minutes); its point, atomics
+# racing on a GPU, is not something the emulation can show.
+EMULATED_CASES = [case for case in CASES if case != "600 blocks, contended atomics"]
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
+@pytest.mark.parametrize("case", EMULATED_CASES)
+def test_emulated_device_code_matches_reference(emulated, case, dtype):
+    """The device code, one host thread per lane, gives the reference's forward and gradients."""
+    check_against_reference(lambda i, g: run_emulated(emulated, i, g), "cpu", case, dtype)
+
+
+@pytest.mark.parametrize("points", ["special", "centred"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_emulated_device_code_matches_cpu_kernel(emulated, dtype, points):
+    """The device code rounds pixel coordinates as the CPU kernel does (same one-sided gradients)."""
+    check_against_cpu_kernel(lambda i, g: run_emulated(emulated, i, g), "cpu", dtype, points)
 
 
 @needs_gpu
