@@ -1,6 +1,8 @@
-// Device code of STDeformAttn's CUDA kernels (forward and backward); launched by stdeform_attn_cuda.cu.
-// Uses only __ldg, __[fd](add|mul)_rn, __shfl_xor_sync, atomicAdd, threadIdx and blockIdx of CUDA, so
-// tests/cuda_emulation/ can run it on the CPU (one host thread per lane) where no GPU is present.
+// STDeformAttn's CUDA kernels (forward and backward) and the host side that does not depend on how they
+// are launched (outputs, empty cases, dtype dispatch, grid). stdeform_attn_cuda.cu launches them on the
+// GPU; tests/cuda_emulation/ runs the same code on the CPU (one host thread per lane) where no GPU is
+// present. The device code uses only __ldg, __[fd](add|mul)_rn, __shfl_xor_sync, atomicAdd, threadIdx
+// and blockIdx of CUDA.
 //
 // Shapes (DESIGN.md section 5):
 //   value   (N, S, M, D)         S = sum_l T_l*H_l*W_l, level l's token (t, y, x) at start[l] + (t*H + y)*W + x
@@ -26,7 +28,9 @@
 // All offsets are int64_t; half types load/accumulate in float (at::acc_type).
 #pragma once
 
+#include <ATen/ATen.h>
 #include <ATen/AccumulateType.h>
+#include <ATen/Dispatch.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Half.h>
@@ -34,6 +38,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <tuple>
 
 namespace visbench {
 namespace stdeform_cuda {
@@ -275,6 +280,55 @@ inline unsigned int num_blocks(int64_t NQM) {
   TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(), "stdeform_attn: N*Q*M=", NQM,
               " items need more CUDA blocks than one grid holds");
   return static_cast<unsigned int>(blocks);
+}
+
+// Host side, given launch(kernel, blocks, args...) that runs kernel(args...) on a grid of `blocks`
+// blocks of kThreads threads. Inputs are already checked (check_stdeform_inputs) and on one device.
+template <typename Launch>
+at::Tensor forward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& start,
+                   const at::Tensor& loc, const at::Tensor& weights, const Launch& launch) {
+  const int64_t N = value.size(0), S = value.size(1), M = value.size(2), D = value.size(3);
+  const int64_t Q = loc.size(1), L = loc.size(3), K = loc.size(4);
+  const int64_t NQM = N * Q * M;
+  if (NQM == 0 || D == 0) return at::zeros({N, Q, M * D}, value.options());
+
+  at::Tensor out = at::empty({N, Q, M * D}, value.options());  // every element is written
+  const at::Tensor shapes_c = shapes.contiguous(), start_c = start.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "stdeform_attn_cuda", [&] {
+    launch(stdeform_forward_kernel<scalar_t>, num_blocks(NQM), value.data_ptr<scalar_t>(),
+           shapes_c.data_ptr<int64_t>(), start_c.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(),
+           weights.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), NQM, Q * M, S, M, D, L, K);
+  });
+  return out;
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& value,
+                                                        const at::Tensor& shapes, const at::Tensor& start,
+                                                        const at::Tensor& loc, const at::Tensor& weights,
+                                                        const Launch& launch) {
+  const int64_t N = value.size(0), S = value.size(1), M = value.size(2), D = value.size(3);
+  const int64_t Q = loc.size(1), L = loc.size(3), K = loc.size(4);
+  const int64_t NQM = N * Q * M;
+  if (NQM == 0) return {at::zeros_like(value), at::zeros_like(loc), at::zeros_like(weights)};
+
+  // grad_value accumulates atomically in float32 (float64 for double), cast to value's dtype at the end.
+  const auto acc_dtype = value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor grad_value = at::zeros(value.sizes(), value.options().dtype(acc_dtype));
+  at::Tensor grad_loc = at::empty(loc.sizes(), loc.options());              // every element is written
+  at::Tensor grad_weights = at::empty(weights.sizes(), weights.options());  // every element is written
+  const at::Tensor shapes_c = shapes.contiguous(), start_c = start.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, value.scalar_type(), "stdeform_attn_backward_cuda", [&] {
+        using acc_t = at::acc_type<scalar_t, true>;
+        launch(stdeform_backward_kernel<scalar_t>, num_blocks(NQM), grad_out.data_ptr<scalar_t>(),
+               value.data_ptr<scalar_t>(), shapes_c.data_ptr<int64_t>(), start_c.data_ptr<int64_t>(),
+               loc.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(), grad_value.data_ptr<acc_t>(),
+               grad_loc.data_ptr<scalar_t>(), grad_weights.data_ptr<scalar_t>(), NQM, Q * M, S, M, D, L,
+               K);
+      });
+  if (grad_value.scalar_type() != value.scalar_type()) grad_value = grad_value.to(value.scalar_type());
+  return {grad_value, grad_loc, grad_weights};
 }
 
 }  // namespace stdeform_cuda

@@ -7,8 +7,9 @@
 // barrier) in step. A shuffle that not all 32 lanes reach times out and raises instead of hanging.
 // atomicAdd is std::atomic_ref::fetch_add; __ldg a plain load; the _rn intrinsics plain operations
 // (compiled with -ffp-contract=off, so not contracted into FMAs either).
-// Not emulated: the GPU's memory model and caches, warps running concurrently, launch limits,
-// streams, and nvcc's own code generation; the host side (stdeform_attn_cuda.cu) is mirrored below.
+// The host side around the kernels (outputs, empty cases, dtype dispatch, grid) is the header's own;
+// only the launch itself is replaced. Not emulated: the GPU's memory model and caches, warps running
+// concurrently, launch limits, streams, the device guard and nvcc's own code generation.
 #include <torch/extension.h>
 
 #include <atomic>
@@ -94,80 +95,46 @@ T atomicAdd(T* address, T v) {
 
 namespace {
 
-using visbench::stdeform_cuda::kWarps;
-using visbench::stdeform_cuda::num_blocks;
-
-// Runs kernel() as <<<blocks, kWarps * 32>>>: host thread `lane` runs lane `lane` of each warp.
-template <typename Kernel>
-void launch(unsigned int blocks, const Kernel& kernel) {
-  emulation::Warp warp;
-  std::mutex error_mutex;
-  std::exception_ptr error;
-  std::vector<std::thread> lanes;
-  for (int lane = 0; lane < emulation::kLanes; ++lane) {
-    lanes.emplace_back([&, lane] {
-      emulation::warp = &warp;
-      try {
-        for (unsigned int block = 0; block < blocks; ++block) {
-          for (int w = 0; w < kWarps; ++w) {
-            blockIdx.x = block;
-            threadIdx.x = w * emulation::kLanes + lane;
-            kernel();
+// Runs kernel(args...) as <<<blocks, kWarps * 32>>>: host thread `lane` runs lane `lane` of each warp.
+struct EmulatedLaunch {
+  template <typename Kernel, typename... Args>
+  void operator()(Kernel kernel, unsigned int blocks, Args... args) const {
+    emulation::Warp warp;
+    std::mutex error_mutex;
+    std::exception_ptr error;
+    std::vector<std::thread> lanes;
+    for (int lane = 0; lane < emulation::kLanes; ++lane) {
+      lanes.emplace_back([&, lane] {
+        emulation::warp = &warp;
+        try {
+          for (unsigned int block = 0; block < blocks; ++block) {
+            for (int w = 0; w < visbench::stdeform_cuda::kWarps; ++w) {
+              blockIdx.x = block;
+              threadIdx.x = w * emulation::kLanes + lane;
+              kernel(args...);
+            }
           }
+        } catch (...) {
+          const std::lock_guard<std::mutex> lock(error_mutex);
+          if (!error) error = std::current_exception();
         }
-      } catch (...) {
-        const std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    });
+      });
+    }
+    for (std::thread& t : lanes) t.join();
+    if (error) std::rethrow_exception(error);
   }
-  for (std::thread& t : lanes) t.join();
-  if (error) std::rethrow_exception(error);
-}
+};
 
-// Mirrors stdeform_attn_cuda (inputs already checked by the caller; CPU tensors).
+// The host side of stdeform_attn_cuda.cu without its device guard and input checks (CPU tensors).
 at::Tensor forward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& start,
                    const at::Tensor& loc, const at::Tensor& weights) {
-  const int64_t N = value.size(0), S = value.size(1), M = value.size(2), D = value.size(3);
-  const int64_t Q = loc.size(1), L = loc.size(3), K = loc.size(4);
-  const int64_t NQM = N * Q * M;
-  if (NQM == 0 || D == 0) return at::zeros({N, Q, M * D}, value.options());
-  at::Tensor out = at::empty({N, Q, M * D}, value.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "emulated_forward", [&] {
-    launch(num_blocks(NQM), [&] {
-      visbench::stdeform_cuda::stdeform_forward_kernel<scalar_t>(
-          value.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), start.data_ptr<int64_t>(),
-          loc.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), NQM, Q * M,
-          S, M, D, L, K);
-    });
-  });
-  return out;
+  return visbench::stdeform_cuda::forward(value, shapes, start, loc, weights, EmulatedLaunch{});
 }
 
-// Mirrors stdeform_attn_backward_cuda.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& value,
                                                         const at::Tensor& shapes, const at::Tensor& start,
                                                         const at::Tensor& loc, const at::Tensor& weights) {
-  const int64_t N = value.size(0), S = value.size(1), M = value.size(2), D = value.size(3);
-  const int64_t Q = loc.size(1), L = loc.size(3), K = loc.size(4);
-  const int64_t NQM = N * Q * M;
-  if (NQM == 0) return {at::zeros_like(value), at::zeros_like(loc), at::zeros_like(weights)};
-  const auto acc_dtype = value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor grad_value = at::zeros(value.sizes(), value.options().dtype(acc_dtype));
-  at::Tensor grad_loc = at::empty(loc.sizes(), loc.options());
-  at::Tensor grad_weights = at::empty(weights.sizes(), weights.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "emulated_backward", [&] {
-    using acc_t = at::acc_type<scalar_t, true>;
-    launch(num_blocks(NQM), [&] {
-      visbench::stdeform_cuda::stdeform_backward_kernel<scalar_t>(
-          grad_out.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(),
-          start.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
-          grad_value.data_ptr<acc_t>(), grad_loc.data_ptr<scalar_t>(), grad_weights.data_ptr<scalar_t>(),
-          NQM, Q * M, S, M, D, L, K);
-    });
-  });
-  if (grad_value.scalar_type() != value.scalar_type()) grad_value = grad_value.to(value.scalar_type());
-  return {grad_value, grad_loc, grad_weights};
+  return visbench::stdeform_cuda::backward(grad_out, value, shapes, start, loc, weights, EmulatedLaunch{});
 }
 
 }  // namespace
