@@ -297,6 +297,12 @@ def test_emulated_device_code_matches_cpu_kernel(emulated, dtype, points):
     check_against_cpu_kernel(lambda i, g: run_emulated(emulated, i, g), "cpu", dtype, points)
 
 
+@pytest.mark.parametrize("empty", ["N=0", "Q=0"])
+def test_emulated_empty(emulated, empty):
+    """The host side returns correctly shaped zeros for N*Q*M == 0."""
+    check_empty(emulated.forward, emulated.backward, "cpu", empty)
+
+
 @needs_gpu
 def test_gradcheck(ops):
     """float64 gradcheck through autograd (register_autograd -> the CUDA backward op)."""
@@ -326,14 +332,19 @@ def test_opcheck(ops):
 @needs_gpu
 def test_empty(ops, empty):
     """N*Q*M == 0 launches nothing and returns correctly shaped zeros."""
+    check_empty(ops.stdeform_attn, ops.stdeform_attn_backward, "cuda", empty)
+
+
+def check_empty(forward, backward, device, empty):
+    """forward/backward on N = 0 or Q = 0 inputs give correctly shaped zeros on `device`."""
     N, Q = (0, 3) if empty == "N=0" else (2, 0)
     value, shapes, start, loc, weights = to(
-        make_inputs([(2, 3, 4)], N, Q, 2, 5, 2, special=False), "cuda"
+        make_inputs([(2, 3, 4)], N, Q, 2, 5, 2, special=False), device
     )
-    out = ops.stdeform_attn(value, shapes, start, loc, weights)
+    out = forward(value, shapes, start, loc, weights)
     assert out.shape == (N, Q, 10) and out.dtype == value.dtype
-    grad_out = torch.zeros(N, Q, 10, dtype=value.dtype, device="cuda")
-    grads = ops.stdeform_attn_backward(grad_out, value, shapes, start, loc, weights)
+    grad_out = torch.zeros(N, Q, 10, dtype=value.dtype, device=device)
+    grads = backward(grad_out, value, shapes, start, loc, weights)
     for g, t in zip(grads, (value, loc, weights), strict=True):
         assert g.shape == t.shape and g.dtype == t.dtype and g.device == t.device
         assert not g.any()
