@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One prepared run of the STDeformAttn CUDA checks on a GPU machine, sized to ~5 minutes.
+# One prepared run of the STDeformAttn CUDA checks on a GPU machine, sized to ~5 minutes (each step
+# stops after 300 s).
 #
 #   bash bench/gpu_check.sh [OUT_DIR]        # OUT_DIR defaults to $OUT, else results/gpu_check
 #
@@ -65,7 +66,7 @@ EOF
   nproc
 } 2>&1 | tee "$out/environment.txt"
 
-step build 600 "$python" -c "
+step build 300 "$python" -c "
 import time
 t = time.perf_counter()
 import attention
@@ -75,9 +76,9 @@ print(f'build + load: {time.perf_counter() - t:.1f} s')
 print('active: cpu', attention.stdeform_impl('cpu'), '| cuda', attention.stdeform_impl('cuda'))
 raise SystemExit(0 if info.cuda_kernel else 1)
 "
-step tests 600 "$python" -m pytest tests/test_stdeform_cuda.py -p no:cacheprovider -v \
+step tests 300 "$python" -m pytest tests/test_stdeform_cuda.py -p no:cacheprovider -v \
   --durations=5 --junitxml="$out/junit.xml"
-step op_bench 600 "$python" -m bench.op_bench --device cuda --min-run-time 0.5 \
+step op_bench 300 "$python" -m bench.op_bench --device cuda --min-run-time 0.5 \
   --out "$out/op_bench.csv"
 
 echo "gpu_check: $([ "$status" -eq 0 ] && echo 'every step passed' || echo 'some step FAILED')," \
