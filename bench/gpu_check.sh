@@ -12,8 +12,8 @@
 #                       kernels are active (attention.register_op());
 #   3. tests.log        tests/test_stdeform_cuda.py: forward and the three gradients vs the
 #                       float64 reference (float64/32/16, bfloat16), vs the CPU kernel,
-#                       gradcheck, opcheck, current stream, bad inputs, > 2**31 elements;
-#                       junit.xml holds the per-test results;
+#                       gradcheck, opcheck, current stream, bad inputs, > 2**31 elements (and
+#                       the CPU-emulated device-code tests); junit.xml holds per-test results;
 #   4. op_bench.log     python -m bench.op_bench --device cuda: reference vs kernel vs SDPA full
 #                       attention, forward and forward+backward, quick and paper shapes,
 #                       float32 (+ float16/bfloat16 kernels); op_bench.csv holds the rows.
