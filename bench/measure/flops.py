@@ -3,8 +3,8 @@
 1. fvcore's FlopCountAnalysis (jit trace; counts one multiply-accumulate as one "flop", so its
    totals are reported as GMACs), with handles added for ``visbench::stdeform_attn`` and
    ``aten::scaled_dot_product_attention``; per module and per operator.
-2. torch.utils.flop_counter.FlopCounterMode (dispatch level; counts 2 FLOPs per MAC), with
-   formulas registered for the custom op and for CPU's fused SDPA kernel.
+2. torch.utils.flop_counter.FlopCounterMode (dispatch level; counts 2 FLOPs per MAC), given
+   formulas for the custom op and for CPU's fused SDPA kernel.
 3. The attention backends' analytic formulas (``AttentionBackend.mac_breakdown``).
 
 Operators neither counter has a formula for are listed (``unsupported``), never dropped silently;
@@ -18,7 +18,7 @@ from collections import Counter
 import torch
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
-from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 STDEFORM_OP = "visbench::stdeform_attn"
 CORNERS = 8  # trilinear interpolation reads 8 corners per point
@@ -65,32 +65,40 @@ FVCORE_HANDLES = {
 }
 
 
-def _register_flop_counter_formulas() -> None:
-    """FlopCounterMode formulas (2 FLOPs per MAC) for the op and for fused SDPA kernels it lacks."""
+def _stdeform_flop(value_shape, shapes_shape, start_shape, loc_shape, *args, **kwargs) -> int:
+    return 2 * stdeform_macs(value_shape, loc_shape)
+
+
+def _stdeform_backward_flop(
+    grad_shape, value_shape, shapes_shape, start_shape, loc_shape, *args, **kwargs
+) -> int:
+    # gradient of value and of the weights/locations: twice the forward, as for matmuls
+    return 4 * stdeform_macs(value_shape, loc_shape)
+
+
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    return 2 * sdpa_macs(query_shape, key_shape, value_shape)
+
+
+def flop_counter_formulas() -> dict:
+    """FlopCounterMode formulas (2 FLOPs per MAC, on shapes) for the op and the fused SDPA kernels
+    torch lacks, keyed by operator packet, for FlopCounterMode's ``custom_mapping``.
+
+    Passed per counter rather than registered globally: before torch 2.5, register_flop_formula
+    keys its registry by overload while FlopCounterMode looks operators up by packet, so a
+    registered formula was never found and those operators counted zero.
+    """
     from attention import register_op
 
     register_op()
-    stdeform = torch.ops.visbench.stdeform_attn
-    backward = torch.ops.visbench.stdeform_attn_backward
-    if stdeform not in flop_registry:
-
-        @register_flop_formula(stdeform)
-        def _stdeform_flop(value_shape, shapes_shape, start_shape, loc_shape, *args, **kwargs):
-            return 2 * stdeform_macs(value_shape, loc_shape)
-
-        @register_flop_formula(backward)
-        def _stdeform_backward_flop(
-            grad_shape, value_shape, shapes_shape, start_shape, loc_shape, *args, **kwargs
-        ):
-            # gradient of value and of the weights/locations: twice the forward, as for matmuls
-            return 4 * stdeform_macs(value_shape, loc_shape)
-
+    formulas = {
+        torch.ops.visbench.stdeform_attn: _stdeform_flop,
+        torch.ops.visbench.stdeform_attn_backward: _stdeform_backward_flop,
+    }
     cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if cpu_sdpa is not None and cpu_sdpa not in flop_registry:
-
-        @register_flop_formula(cpu_sdpa)
-        def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, **kwargs):
-            return 2 * sdpa_macs(query_shape, key_shape, value_shape)
+        formulas[cpu_sdpa] = _cpu_sdpa_flop
+    return formulas
 
 
 @dataclasses.dataclass
@@ -138,8 +146,8 @@ def _parameters_frozen(model: torch.nn.Module):
 
 def count_flop_counter(model: torch.nn.Module, inputs: tuple) -> tuple[int, dict[str, int]]:
     """FLOPs (2 per MAC) of ``model(*inputs)`` by torch's FlopCounterMode: total and per operator."""
-    _register_flop_counter_formulas()
-    with _parameters_frozen(model), FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False, custom_mapping=flop_counter_formulas())
+    with _parameters_frozen(model), counter:
         model(*inputs)
     per_op = Counter()
     for op, flops in counter.get_flop_counts().get("Global", {}).items():
