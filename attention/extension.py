@@ -120,7 +120,8 @@ def build(with_cuda: bool, verbose: bool = False) -> str:
     if "-mavx2" in cflags:
         name += "_avx2"
     cuda_flags = ["-O3", "--use_fast_math", "-lineinfo"] if with_cuda else None
-    return cpp_extension.load(
+    loaded_before = set(torch.ops.loaded_libraries)
+    library = cpp_extension.load(
         name=name,
         sources=sources,
         extra_cflags=cflags,
@@ -130,6 +131,9 @@ def build(with_cuda: bool, verbose: bool = False) -> str:
         is_python_module=False,
         verbose=verbose,
     )
+    if library is None:  # torch 2.4 returns None here: the library is the one it just loaded
+        (library,) = set(torch.ops.loaded_libraries) - loaded_before
+    return library
 
 
 @functools.cache
