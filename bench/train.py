@@ -80,7 +80,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     val_videos: int | None = None  # evaluate on the first n val videos only
-    debug_params_dir: str | None = None  # save parameters after every step (tests)
+    debug_params_dir: str | None = None  # save parameters and gradients after every step (tests)
 
     @property
     def run_dir(self) -> Path:
@@ -360,8 +360,12 @@ def train(config: TrainConfig) -> dict:
         if config.debug_params_dir:
             debug = Path(config.debug_params_dir)
             debug.mkdir(parents=True, exist_ok=True)
-            flat = torch.cat([p.detach().flatten().cpu() for p in model.parameters()])
-            torch.save(flat, debug / f"rank{rank}_iter{iteration}.pt")
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in model.parameters()]
+            saved = {  # the parameters after the step, and the (clipped) gradients it applied
+                "params": torch.cat([p.detach().flatten().cpu() for p in model.parameters()]),
+                "grads": torch.cat([g.flatten().cpu() for g in grads]),
+            }
+            torch.save(saved, debug / f"rank{rank}_iter{iteration}.pt")
 
         out_of_time = budget_s is not None and wall + last_eval_s >= budget_s
         if iteration % config.eval_every == 0 or iteration == config.iterations or out_of_time:
@@ -483,7 +487,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--val-videos", type=int, default=None)
-    parser.add_argument("--debug-params-dir", default=None, help="save parameters after every step")
+    parser.add_argument(
+        "--debug-params-dir", default=None, help="save parameters and gradients after every step"
+    )
     args = parser.parse_args(argv)
     config = TrainConfig(
         run=args.run,

@@ -13,6 +13,7 @@ import torch
 from bench.ablate import main as ablate_main
 from bench.convergence import default_target, reach
 from bench.data.synthetic import generate_synthetic
+from models.presets import get_preset
 
 # a very small quick-preset model so that a few iterations take seconds
 TINY = [
@@ -75,12 +76,28 @@ def test_ddp_on_two_processes_equals_one_process_with_the_same_global_batch(tiny
         timeout=600,
     )  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
+    lr = get_preset("quick").lr
+    settled = None  # elements whose gradient was well above AdamW's eps (1e-8) at every step
     for step in range(1, iterations + 1):
-        rank0 = torch.load(tmp_path / "p_ddp" / f"rank0_iter{step}.pt")
-        rank1 = torch.load(tmp_path / "p_ddp" / f"rank1_iter{step}.pt")
-        alone = torch.load(tmp_path / "p_one" / f"rank0_iter{step}.pt")
-        assert torch.equal(rank0, rank1), f"ranks differ after step {step}"
-        torch.testing.assert_close(rank0, alone, rtol=1e-4, atol=1e-5)
+        rank0, rank1, alone = (
+            torch.load(tmp_path / run / f"rank{rank}_iter{step}.pt", weights_only=True)
+            for run, rank in (("p_ddp", 0), ("p_ddp", 1), ("p_one", 0))
+        )
+        assert torch.equal(rank0["params"], rank1["params"]), f"ranks differ after step {step}"
+        # the all-reduced gradient is the one-process gradient of the whole batch, up to the
+        # order of float32 sums
+        grads = alone["grads"]
+        scale = grads.abs().max().item()
+        assert scale > 0
+        torch.testing.assert_close(rank0["grads"], grads, rtol=1e-4, atol=1e-5 * scale)
+        # AdamW divides each gradient by its own running size, so where a gradient is ~eps that
+        # summation-order noise moves the update by up to lr; everywhere else the steps agree
+        big = grads.abs() > 1e-6
+        settled = big if settled is None else settled & big
+        params, expected = rank0["params"], alone["params"]
+        assert settled.sum() > 0.1 * settled.numel()
+        torch.testing.assert_close(params[settled], expected[settled], rtol=1e-4, atol=1e-5)
+        assert (params - expected).abs().max() <= 1.1 * lr * step
     final = json.loads((tmp_path / "ddp" / "ddp" / "final.json").read_text())
     assert final["n_devices"] == 2
 
