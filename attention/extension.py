@@ -14,10 +14,13 @@ import contextlib
 import dataclasses
 import functools
 import glob
+import json
 import logging
 import os
 import platform
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import torch
@@ -49,6 +52,10 @@ def csrc_dir() -> Path:
     )
 
 
+# Where toolkits are conventionally installed, after CUDA_HOME/CUDA_PATH and the nvcc on PATH.
+CONVENTIONAL_TOOLKIT_ROOTS = ("/usr/local/cuda", "/usr/local/cuda-*", "/opt/cuda", "/usr/lib/cuda")
+
+
 def _is_toolkit_root(path: Path) -> bool:
     has_nvcc = (path / "bin" / "nvcc").is_file()
     has_cudart = bool(
@@ -58,23 +65,62 @@ def _is_toolkit_root(path: Path) -> bool:
     return has_nvcc and has_cudart
 
 
-def find_cuda_toolkit() -> Path | None:
-    """The real CUDA toolkit root: CUDA_HOME/CUDA_PATH, else the conventional locations.
+def toolkit_version(root: Path) -> str | None:
+    """The toolkit's CUDA version ("13.0"): from its version.json, else its nvcc --version."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        version = json.loads((root / "version.json").read_text())["cuda"]["version"]
+        return ".".join(version.split(".")[:2])
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        printed = subprocess.run(
+            [str(root / "bin" / "nvcc"), "--version"], capture_output=True, text=True, timeout=60
+        ).stdout
+        match = re.search(r"release (\d+\.\d+)", printed)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _major(version: str | None) -> str | None:
+    return version.split(".")[0] if version else None
+
+
+def find_cuda_toolkit(torch_cuda: str | None = torch.version.cuda) -> Path | None:
+    """The real CUDA toolkit root: CUDA_HOME/CUDA_PATH, else the nvcc on PATH's, else the
+    conventional locations.
 
     torch guesses the root from the nvcc on PATH, which fails when that nvcc is a wrapper script
     (the root then lacks lib64/libcudart and linking fails with "cannot find -lcudart"), so a
-    root is accepted only when it holds both bin/nvcc and libcudart.
+    root is accepted only when it holds both bin/nvcc and libcudart. A root set by CUDA_HOME or
+    CUDA_PATH is taken as it is; among the others, the first whose major version equals
+    ``torch_cuda``'s (torch's own CUDA) wins, else the first.
     """
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    for variable in ("CUDA_HOME", "CUDA_PATH"):
+        chosen = os.environ.get(variable)
+        if chosen and _is_toolkit_root(Path(chosen)):
+            return Path(chosen).resolve()
+    candidates = []
     nvcc = shutil.which("nvcc")
     if nvcc:
-        candidates.append(str(Path(nvcc).resolve().parent.parent))
-    candidates += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
-    candidates += ["/opt/cuda", "/usr/lib/cuda"]
-    for candidate in candidates:
-        if candidate and _is_toolkit_root(Path(candidate)):
-            return Path(candidate).resolve()
-    return None
+        candidates.append(Path(nvcc).resolve().parent.parent)
+    for pattern in CONVENTIONAL_TOOLKIT_ROOTS:
+        candidates += [Path(root) for root in sorted(glob.glob(pattern), reverse=True)]
+    roots = list(dict.fromkeys(c.resolve() for c in candidates if _is_toolkit_root(c)))
+    if not roots:
+        return None
+    matching = [root for root in roots if _major(toolkit_version(root)) == _major(torch_cuda)]
+    return (matching or roots)[0]
+
+
+def version_mismatch(cuda_home: Path, torch_cuda: str) -> str | None:
+    """A note when the toolkit's CUDA major version is not torch's, else None."""
+    found = toolkit_version(cuda_home)
+    if _major(found) == _major(torch_cuda):
+        return None
+    return (
+        f"the CUDA toolkit at {cuda_home} is CUDA {found or '(version unknown)'} but torch was "
+        f"built with CUDA {torch_cuda}: the kernel links that toolkit's runtime beside torch's, "
+        "which the driver must support (set CUDA_HOME to a matching toolkit)"
+    )
 
 
 def _cpu_flags() -> list[str]:
@@ -156,6 +202,8 @@ def load_extension() -> ExtensionInfo:
         notes.append("torch has no CUDA: CPU kernel only")
     elif cuda_home is None:
         notes.append("no CUDA toolkit found (set CUDA_HOME to its root): CPU kernel only")
+    elif mismatch := version_mismatch(cuda_home, torch.version.cuda):
+        notes.append(mismatch)
     if cuda_home is not None:
         try:
             library = build(with_cuda=True, verbose=verbose)

@@ -92,6 +92,8 @@ def register_op() -> ExtensionInfo:
                 RuntimeWarning,
                 stacklevel=2,
             )
+    elif info.notes and torch.cuda.is_available():  # built, but with a caveat (toolkit version)
+        warnings.warn("visbench: " + "; ".join(info.notes), RuntimeWarning, stacklevel=2)
     _libraries.append(library)
     torch.library.register_fake("visbench::stdeform_attn", _fake_forward)
     torch.library.register_fake("visbench::stdeform_attn_backward", _fake_backward)
