@@ -1,5 +1,5 @@
-"""Nox sessions: `tests` (default), `bench` (the quick benchmark end to end), `microbench` and
-`lint`."""
+"""Nox sessions: `tests` (default), `tests-oldest` (on torch 2.4), `bench` (the quick benchmark end
+to end), `microbench` and `lint`."""
 
 import nox
 
@@ -10,6 +10,17 @@ nox.options.reuse_existing_virtualenvs = True
 @nox.session
 def tests(session: nox.Session) -> None:
     """Install the suite with its dev extra and run pytest (posargs go to pytest)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(name="tests-oldest")
+def tests_oldest(session: nox.Session) -> None:
+    """The test suite on the oldest torch pyproject admits (2.4), to keep that lower bound honest.
+
+    Not run by default: it installs a second torch (several GB).
+    """
+    session.install("torch==2.4.1", "torchvision==0.19.1")
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
 
