@@ -84,9 +84,9 @@ def flop_counter_formulas() -> dict:
     """FlopCounterMode formulas (2 FLOPs per MAC, on shapes) for the op and the fused SDPA kernels
     torch lacks, keyed by operator packet, for FlopCounterMode's ``custom_mapping``.
 
-    Passed per counter rather than registered globally: before torch 2.5, register_flop_formula
-    keys its registry by overload while FlopCounterMode looks operators up by packet, so a
-    registered formula was never found and those operators counted zero.
+    Passed per counter rather than registered globally: on torch 2.4, register_flop_formula keys
+    its registry by overload while FlopCounterMode looks operators up by packet, so a registered
+    formula was never found and those operators counted zero.
     """
     from attention import register_op
 
