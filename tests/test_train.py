@@ -91,13 +91,14 @@ def test_ddp_on_two_processes_equals_one_process_with_the_same_global_batch(tiny
         assert scale > 0
         torch.testing.assert_close(rank0["grads"], grads, rtol=1e-4, atol=1e-5 * scale)
         # AdamW divides each gradient by its own running size, so where a gradient is ~eps that
-        # summation-order noise moves the update by up to lr; everywhere else the steps agree
+        # summation-order noise can change the update's sign (an update is at most about lr);
+        # everywhere else the steps agree
         big = grads.abs() > 1e-6
         settled = big if settled is None else settled & big
         params, expected = rank0["params"], alone["params"]
         assert settled.sum() > 0.1 * settled.numel()
         torch.testing.assert_close(params[settled], expected[settled], rtol=1e-4, atol=1e-5)
-        assert (params - expected).abs().max() <= 1.1 * lr * step
+        assert (params - expected).abs().max() <= 2 * lr * step
     final = json.loads((tmp_path / "ddp" / "ddp" / "final.json").read_text())
     assert final["n_devices"] == 2
 
