@@ -65,8 +65,10 @@ def _is_toolkit_root(path: Path) -> bool:
     return has_nvcc and has_cudart
 
 
+@functools.cache
 def toolkit_version(root: Path) -> str | None:
-    """The toolkit's CUDA version ("13.0"): from its version.json, else its nvcc --version."""
+    """The toolkit's CUDA version ("13.0"): from its version.json, else its nvcc --version (run
+    once per root and process)."""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         version = json.loads((root / "version.json").read_text())["cuda"]["version"]
         return ".".join(version.split(".")[:2])
@@ -150,13 +152,14 @@ def _cpp_extension(cuda_home: Path | None):
     return cpp_extension
 
 
-def build(with_cuda: bool, verbose: bool = False) -> str:
-    """Compile (or reuse from the cache) the extension and load it; returns the library path."""
+def build(cuda_home: Path | None, verbose: bool = False) -> str:
+    """Compile (or reuse from the cache) the extension and load it; returns the library path.
+
+    With ``cuda_home`` (a toolkit root from find_cuda_toolkit) the CUDA sources are built too.
+    """
     sources = [str(csrc_dir() / name) for name in CPU_SOURCES]
-    cuda_home = find_cuda_toolkit() if with_cuda else None
+    with_cuda = cuda_home is not None
     if with_cuda:
-        if cuda_home is None:
-            raise RuntimeError("no CUDA toolkit found (set CUDA_HOME to its root)")
         sources += [str(csrc_dir() / name) for name in CUDA_SOURCES]
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
@@ -206,12 +209,12 @@ def load_extension() -> ExtensionInfo:
         notes.append(mismatch)
     if cuda_home is not None:
         try:
-            library = build(with_cuda=True, verbose=verbose)
+            library = build(cuda_home, verbose=verbose)
             return ExtensionInfo(True, True, True, library, str(cuda_home), tuple(notes))
         except Exception as error:  # a broken toolkit must not cost the CPU kernel
             notes.append(f"CUDA build failed, CPU kernel only: {_first_line(error)}")
     try:
-        library = build(with_cuda=False, verbose=verbose)
+        library = build(None, verbose=verbose)
     except Exception as error:
         notes.append(f"C++ build failed: {_first_line(error)}")
         return ExtensionInfo(False, False, False, notes=tuple(notes))
