@@ -105,7 +105,7 @@ struct Corners {
   acc_t wt[2], wy[2], wx[2];
   bool t_full;  // false on a frame centre (ft == 0): the t1 corners have zero weight
 
-  // xyz: loc of the point (x, y, t); T, H, W: the level's size; MD: token stride M*D.
+  // cx, cy, ct: loc of the point (x, y, t); T, H, W: the level's size; MD: token stride M*D.
   __device__ __forceinline__ bool init(acc_t cx, acc_t cy, acc_t ct, int64_t T, int64_t H, int64_t W,
                                        int64_t MD) {
     int64_t x0, y0, t0;
@@ -124,6 +124,24 @@ struct Corners {
       ox[i] = xi * MD;
     }
     return true;
+  }
+
+  // Calls visit(dt, dy, dx, offset) for each corner inside the volume, offset = ot[dt] + oy[dy] +
+  // ox[dx]. The t1 corners of a frame centre (zero weight) are visited only `with_zero_t1`: the
+  // backward needs them for the one-sided d/dt, the forward skips them (4 gathers instead of 8).
+  template <typename Visit>
+  __device__ __forceinline__ void for_each_corner(bool with_zero_t1, Visit&& visit) const {
+#pragma unroll
+    for (int dt = 0; dt < 2; ++dt) {
+      if (!vt[dt] || (dt == 1 && !t_full && !with_zero_t1)) continue;
+#pragma unroll
+      for (int dy = 0; dy < 2; ++dy) {
+        if (!vy[dy]) continue;
+#pragma unroll
+        for (int dx = 0; dx < 2; ++dx)
+          if (vx[dx]) visit(dt, dy, dx, ot[dt] + oy[dy] + ox[dx]);
+      }
+    }
   }
 };
 
@@ -162,23 +180,13 @@ __global__ void __launch_bounds__(kThreads)
         if (!g.init(load(loc_i + 3 * p), load(loc_i + 3 * p + 1), load(loc_i + 3 * p + 2), T, H, W, MD))
           continue;  // all 8 corners outside the volume
         const acc_t a = load(weights_i + p);
+        g.for_each_corner(false, [&](int dt, int dy, int dx, int64_t offset) {
+          const acc_t w = a * g.wt[dt] * g.wy[dy] * g.wx[dx];
+          const scalar_t* v = value_nm + level + offset;
 #pragma unroll
-        for (int dt = 0; dt < 2; ++dt) {
-          if (!g.vt[dt] || (dt == 1 && !g.t_full)) continue;  // frame centre: 4 corners, not 8
-#pragma unroll
-          for (int dy = 0; dy < 2; ++dy) {
-            if (!g.vy[dy]) continue;
-#pragma unroll
-            for (int dx = 0; dx < 2; ++dx) {
-              if (!g.vx[dx]) continue;
-              const acc_t w = a * g.wt[dt] * g.wy[dy] * g.wx[dx];
-              const scalar_t* v = value_nm + level + g.ot[dt] + g.oy[dy] + g.ox[dx];
-#pragma unroll
-              for (int c = 0; c < kChunks; ++c)
-                if (d0 + c * kWarpSize + lane < D) acc[c] += w * load(v + c * kWarpSize);
-            }
-          }
-        }
+          for (int c = 0; c < kChunks; ++c)
+            if (d0 + c * kWarpSize + lane < D) acc[c] += w * load(v + c * kWarpSize);
+        });
       }
     }
 #pragma unroll
@@ -235,30 +243,19 @@ __global__ void __launch_bounds__(kThreads)
       for (int64_t d = lane; d < D; d += kWarpSize) {
         const acc_t go = load(grad_out_i + d);
         const acc_t ago = a * go;
-#pragma unroll
-        for (int dt = 0; dt < 2; ++dt) {
-          if (!g.vt[dt]) continue;
-          const bool weighted = dt == 0 || g.t_full;  // t1 of a frame centre: only enters d/dt
-#pragma unroll
-          for (int dy = 0; dy < 2; ++dy) {
-            if (!g.vy[dy]) continue;
-#pragma unroll
-            for (int dx = 0; dx < 2; ++dx) {
-              if (!g.vx[dx]) continue;
-              const int64_t o = level + g.ot[dt] + g.oy[dy] + g.ox[dx] + d;
-              const acc_t gv = go * load(value_nm + o);
-              const acc_t wyx = g.wy[dy] * g.wx[dx];
-              s_t += (dt ? gv : -gv) * wyx;  // d wt/dt = -1 for t0, +1 for t1
-              if (weighted) {
-                const acc_t wt = g.wt[dt];
-                s_w += wt * wyx * gv;
-                s_x += (dx ? gv : -gv) * wt * g.wy[dy];
-                s_y += (dy ? gv : -gv) * wt * g.wx[dx];
-                atomicAdd(grad_value_nm + o, ago * wt * wyx);
-              }
-            }
+        g.for_each_corner(true, [&](int dt, int dy, int dx, int64_t offset) {
+          const int64_t o = level + offset + d;
+          const acc_t gv = go * load(value_nm + o);
+          const acc_t wyx = g.wy[dy] * g.wx[dx];
+          s_t += (dt ? gv : -gv) * wyx;  // d wt/dt = -1 for t0, +1 for t1
+          if (dt == 0 || g.t_full) {     // t1 of a frame centre: only enters d/dt
+            const acc_t wt = g.wt[dt];
+            s_w += wt * wyx * gv;
+            s_x += (dx ? gv : -gv) * wt * g.wy[dy];
+            s_y += (dy ? gv : -gv) * wt * g.wx[dx];
+            atomicAdd(grad_value_nm + o, ago * wt * wyx);
           }
-        }
+        });
       }
       s_w = warp_sum(s_w);
       s_x = warp_sum(s_x);
