@@ -197,41 +197,43 @@ def check(actual, expected, tol, label):
 
 
 def run_kernel(ops, inputs, grad_out):
-    """(out, grad_value, grad_loc, grad_weights) of the compiled op on the inputs' device."""
+    """(out, grad_value, grad_loc, grad_weights) of ``ops.stdeform_attn`` and
+    ``ops.stdeform_attn_backward`` (torch.ops.visbench or the emulation) on the inputs' device."""
     out = ops.stdeform_attn(*inputs)
     grads = ops.stdeform_attn_backward(grad_out, *inputs)
-    torch.cuda.synchronize()  # a launch error surfaces in this test
+    if out.is_cuda:
+        torch.cuda.synchronize()  # a launch error surfaces in this test
     return (out, *grads)
 
 
-def check_against_reference(run, device, case, dtype):
-    """run(inputs, grad_out) on `device` gives the float64 reference's forward and gradients."""
+def check_against_reference(ops, device, case, dtype):
+    """The kernels of `ops` (see run_kernel) on `device` give the float64 reference's forward and
+    gradients."""
     levels, N, Q, M, D, K = CASES[case]
     inputs = to(make_inputs(levels, N, Q, M, D, K, seed=len(case)), device, dtype)
     grad_out = randn(N, Q, M * D, seed=len(case) + 100, dtype=dtype, device=device)
     expected = reference(inputs, grad_out)  # on the dtype-rounded inputs, in float64
-    actual = run(inputs, grad_out)
+    actual = run_kernel(ops, inputs, grad_out)
     for a in actual:
         assert a.dtype == dtype and a.device.type == torch.device(device).type
     check(actual, expected, TOLERANCE[dtype], f"{case} {dtype}")
 
 
-def check_against_cpu_kernel(run, device, dtype, points):
-    """run(inputs, grad_out) on `device` agrees with the CPU kernel (or the reference where none
-    was built).
+def check_against_cpu_kernel(ops, device, dtype, points):
+    """The kernels of `ops` (see run_kernel) on `device` agree with the CPU kernel (or the
+    reference where none was built).
 
     "centred": all points on pixel centres of sizes like 5 and 7, whose pixel coordinates round
     to just below or above an integer: both kernels must round as grid_sample does (no FMA) to
     take the same side of floor() and so the same one-sided gradient.
     """
     register_op()
-    cpu_op = torch.ops.visbench
     levels, N, Q, M, D, K = CASES["3 levels D=48"]
     inputs = make_inputs(levels, N, Q, M, D, K, seed=3, centred=points == "centred")
     inputs = to(inputs, "cpu", dtype)
     grad_out = randn(N, Q, M * D, seed=4, dtype=dtype)
-    on_cpu = (cpu_op.stdeform_attn(*inputs), *cpu_op.stdeform_attn_backward(grad_out, *inputs))
-    actual = run(to(inputs, device), grad_out.to(device))
+    on_cpu = run_kernel(torch.ops.visbench, inputs, grad_out)
+    actual = run_kernel(ops, to(inputs, device), grad_out.to(device))
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     check(actual, on_cpu, tol, f"{device} vs cpu kernel {dtype} {points}")
 
@@ -241,7 +243,7 @@ def check_against_cpu_kernel(run, device, dtype, points):
 @needs_gpu
 def test_matches_reference(ops, case, dtype):
     """Forward and all three gradients equal the float64 reference on the same (rounded) inputs."""
-    check_against_reference(lambda i, g: run_kernel(ops, i, g), "cuda", case, dtype)
+    check_against_reference(ops, "cuda", case, dtype)
 
 
 @pytest.mark.parametrize("points", ["special", "centred"])
@@ -249,19 +251,19 @@ def test_matches_reference(ops, case, dtype):
 @needs_gpu
 def test_matches_cpu_kernel(ops, dtype, points):
     """The CUDA kernel agrees with the CPU kernel, on pixel centres too (see the helper)."""
-    check_against_cpu_kernel(lambda i, g: run_kernel(ops, i, g), "cuda", dtype, points)
+    check_against_cpu_kernel(ops, "cuda", dtype, points)
 
 
-def check_empty(forward, backward, device, empty):
-    """forward/backward on N = 0 or Q = 0 inputs give correctly shaped zeros on `device`."""
+def check_empty(ops, device, empty):
+    """The kernels of `ops` on N = 0 or Q = 0 inputs give correctly shaped zeros on `device`."""
     N, Q = (0, 3) if empty == "N=0" else (2, 0)
     value, shapes, start, loc, weights = to(
         make_inputs([(2, 3, 4)], N, Q, 2, 5, 2, special=False), device
     )
-    out = forward(value, shapes, start, loc, weights)
+    out = ops.stdeform_attn(value, shapes, start, loc, weights)
     assert out.shape == (N, Q, 10) and out.dtype == value.dtype
     grad_out = torch.zeros(N, Q, 10, dtype=value.dtype, device=device)
-    grads = backward(grad_out, value, shapes, start, loc, weights)
+    grads = ops.stdeform_attn_backward(grad_out, value, shapes, start, loc, weights)
     for g, t in zip(grads, (value, loc, weights), strict=True):
         assert g.shape == t.shape and g.dtype == t.dtype and g.device == t.device
         assert not g.any()
@@ -269,7 +271,8 @@ def check_empty(forward, backward, device, empty):
 
 @pytest.fixture(scope="module")
 def emulated():
-    """The kernels' device code compiled for the CPU (tests/cuda_emulation/): forward, backward.
+    """The kernels' device code compiled for the CPU (tests/cuda_emulation/), with the op's
+    names (stdeform_attn, stdeform_attn_backward) as torch.ops.visbench has them.
 
     Built wherever the op's own CPU kernel builds (a C++ compiler, VISBENCH_EXTENSION != 0).
     """
@@ -288,11 +291,6 @@ def emulated():
     )
 
 
-def run_emulated(emulated, inputs, grad_out):
-    """(out, grad_value, grad_loc, grad_weights) of the emulated device code (CPU tensors)."""
-    return (emulated.forward(*inputs), *emulated.backward(grad_out, *inputs))
-
-
 # The contended-atomics case needs ~3 million emulated warp shuffles (minutes); its point, atomics
 # racing on a GPU, is not something the emulation can show.
 EMULATED_CASES = [case for case in CASES if case != "600 blocks, contended atomics"]
@@ -302,20 +300,20 @@ EMULATED_CASES = [case for case in CASES if case != "600 blocks, contended atomi
 @pytest.mark.parametrize("case", EMULATED_CASES)
 def test_emulated_device_code_matches_reference(emulated, case, dtype):
     """The device code, one host thread per lane, gives the reference's forward and gradients."""
-    check_against_reference(lambda i, g: run_emulated(emulated, i, g), "cpu", case, dtype)
+    check_against_reference(emulated, "cpu", case, dtype)
 
 
 @pytest.mark.parametrize("points", ["special", "centred"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_emulated_device_code_matches_cpu_kernel(emulated, dtype, points):
     """The device code rounds pixel coordinates as the CPU kernel does (same one-sided gradients)."""
-    check_against_cpu_kernel(lambda i, g: run_emulated(emulated, i, g), "cpu", dtype, points)
+    check_against_cpu_kernel(emulated, "cpu", dtype, points)
 
 
 @pytest.mark.parametrize("empty", ["N=0", "Q=0"])
 def test_emulated_empty(emulated, empty):
     """The host side returns correctly shaped zeros for N*Q*M == 0."""
-    check_empty(emulated.forward, emulated.backward, "cpu", empty)
+    check_empty(emulated, "cpu", empty)
 
 
 @needs_gpu
@@ -347,7 +345,7 @@ def test_opcheck(ops):
 @needs_gpu
 def test_empty(ops, empty):
     """N*Q*M == 0 launches nothing and returns correctly shaped zeros."""
-    check_empty(ops.stdeform_attn, ops.stdeform_attn_backward, "cuda", empty)
+    check_empty(ops, "cuda", empty)
 
 
 @needs_gpu
