@@ -27,8 +27,7 @@ BACKWARD_SCHEMA = (
     "Tensor loc, Tensor weights) -> (Tensor, Tensor, Tensor)"
 )
 
-_registered = False
-_info: ExtensionInfo | None = None
+_info: ExtensionInfo | None = None  # set once the op is registered
 _libraries: list[torch.library.Library] = []  # keep Python-side registrations alive
 
 
@@ -63,8 +62,8 @@ def _register_reference(library: torch.library.Library, dispatch_key: str) -> No
 
 def register_op() -> ExtensionInfo:
     """Build/load the kernels and register the op once per process; returns what was built."""
-    global _registered, _info
-    if _registered:
+    global _info
+    if _info is not None:
         return _info
     info = load_extension()
     if info.loaded:
@@ -101,7 +100,6 @@ def register_op() -> ExtensionInfo:
         "visbench::stdeform_attn", _backward, setup_context=_setup_context
     )
     _info = info
-    _registered = True
     return info
 
 
@@ -134,6 +132,6 @@ def stdeform_attn(
         return stdeform_attn_reference(value, shapes, start, loc, weights)
     if impl != "op":
         raise ValueError(f"stdeform_attn: impl must be 'op' or 'reference', got {impl!r}")
-    if not _registered:
+    if _info is None:
         register_op()
     return torch.ops.visbench.stdeform_attn(value, shapes, start, loc, weights)
