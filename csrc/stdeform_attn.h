@@ -12,9 +12,24 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <string>
 #include <tuple>
 
 namespace visbench {
+
+// Integers and shapes ("[2, 3]") for error messages, written with std::to_string, never through
+// std::ostream's number formatting. Built on an H200 machine's image (g++ 13.3, torch 2.11, nvcc
+// 13.0), the extension carried its own std::ostream::_M_insert<long>, and streaming any integer from
+// this library segfaulted in it (gdb: in a locale facet's virtual function): each error message
+// with a number in it crashed the process instead of raising.
+inline std::string text(int64_t v) { return std::to_string(v); }
+
+inline std::string text(at::IntArrayRef values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
+  return out + "]";
+}
 
 // Raises ValueError (TORCH_CHECK_VALUE) naming the argument, what was expected and what was got,
 // before any kernel runs. Reads `shapes` and `start` on the host (a tiny copy when they live on a GPU).

@@ -7,17 +7,10 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include <sstream>
 #include <string>
 
 namespace visbench {
 namespace {
-
-std::string sizes_str(const at::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
 
 void check_float(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(at::isFloatingType(t.scalar_type()), "stdeform_attn: ", name,
@@ -26,8 +19,8 @@ void check_float(const at::Tensor& t, const char* name) {
 
 void check_contiguous(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.is_contiguous(), "stdeform_attn: ", name,
-                    " must be contiguous (call .contiguous()), got strides ", t.strides(),
-                    " for sizes ", t.sizes());
+                    " must be contiguous (call .contiguous()), got strides ", text(t.strides()),
+                    " for sizes ", text(t.sizes()));
 }
 
 }  // namespace
@@ -36,33 +29,33 @@ void check_stdeform_inputs(const at::Tensor& value, const at::Tensor& shapes, co
                            const at::Tensor& loc, const at::Tensor& weights) {
   // Ranks.
   TORCH_CHECK_VALUE(value.dim() == 4, "stdeform_attn: value must be 4-D (N, S, M, D), got shape ",
-                    sizes_str(value));
+                    text(value.sizes()));
   TORCH_CHECK_VALUE(shapes.dim() == 2 && shapes.size(1) == 3,
                     "stdeform_attn: shapes must be (L, 3) with rows (T, H, W), got shape ",
-                    sizes_str(shapes));
+                    text(shapes.sizes()));
   TORCH_CHECK_VALUE(start.dim() == 1, "stdeform_attn: start must be 1-D (L,), got shape ",
-                    sizes_str(start));
+                    text(start.sizes()));
   TORCH_CHECK_VALUE(loc.dim() == 6, "stdeform_attn: loc must be 6-D (N, Q, M, L, K, 3), got shape ",
-                    sizes_str(loc));
+                    text(loc.sizes()));
   TORCH_CHECK_VALUE(loc.size(5) == 3,
-                    "stdeform_attn: the last dim of loc must be 3 (x, y, t), got ", loc.size(5));
+                    "stdeform_attn: the last dim of loc must be 3 (x, y, t), got ", text(loc.size(5)));
   TORCH_CHECK_VALUE(weights.dim() == 5, "stdeform_attn: weights must be 5-D (N, Q, M, L, K), got shape ",
-                    sizes_str(weights));
+                    text(weights.sizes()));
 
   // Matching sizes.
   const int64_t N = value.size(0), M = value.size(2), L = shapes.size(0);
-  TORCH_CHECK_VALUE(start.size(0) == L, "stdeform_attn: start must have L=", L,
-                    " entries (one per row of shapes), got ", start.size(0));
-  TORCH_CHECK_VALUE(loc.size(0) == N, "stdeform_attn: loc batch size N must equal value's (", N,
-                    "), got ", loc.size(0));
-  TORCH_CHECK_VALUE(loc.size(2) == M, "stdeform_attn: loc heads M must equal value's (", M, "), got ",
-                    loc.size(2));
-  TORCH_CHECK_VALUE(loc.size(3) == L, "stdeform_attn: loc levels L must equal shapes' rows (", L,
-                    "), got ", loc.size(3));
+  TORCH_CHECK_VALUE(start.size(0) == L, "stdeform_attn: start must have L=", text(L),
+                    " entries (one per row of shapes), got ", text(start.size(0)));
+  TORCH_CHECK_VALUE(loc.size(0) == N, "stdeform_attn: loc batch size N must equal value's (", text(N),
+                    "), got ", text(loc.size(0)));
+  TORCH_CHECK_VALUE(loc.size(2) == M, "stdeform_attn: loc heads M must equal value's (", text(M),
+                    "), got ", text(loc.size(2)));
+  TORCH_CHECK_VALUE(loc.size(3) == L, "stdeform_attn: loc levels L must equal shapes' rows (", text(L),
+                    "), got ", text(loc.size(3)));
   const std::vector<int64_t> expect_w = {loc.size(0), loc.size(1), loc.size(2), loc.size(3), loc.size(4)};
   TORCH_CHECK_VALUE(weights.sizes() == at::IntArrayRef(expect_w),
-                    "stdeform_attn: weights must be (N, Q, M, L, K) = ", at::IntArrayRef(expect_w),
-                    " to match loc, got ", sizes_str(weights));
+                    "stdeform_attn: weights must be (N, Q, M, L, K) = ", text(expect_w),
+                    " to match loc, got ", text(weights.sizes()));
 
   // Dtypes.
   TORCH_CHECK_VALUE(shapes.scalar_type() == at::kLong, "stdeform_attn: shapes must be int64, got ",
@@ -99,14 +92,14 @@ void check_stdeform_inputs(const at::Tensor& value, const at::Tensor& shapes, co
   int64_t total = 0;
   for (int64_t l = 0; l < L; ++l) {
     const int64_t T = sp[3 * l], H = sp[3 * l + 1], W = sp[3 * l + 2];
-    TORCH_CHECK_VALUE(T > 0 && H > 0 && W > 0, "stdeform_attn: shapes[", l,
-                      "] must be positive (T, H, W), got (", T, ", ", H, ", ", W, ")");
-    TORCH_CHECK_VALUE(st[l] == total, "stdeform_attn: start[", l, "] must be ", total,
-                      " (the sum of T*H*W over the levels before it), got ", st[l]);
+    TORCH_CHECK_VALUE(T > 0 && H > 0 && W > 0, "stdeform_attn: shapes[", text(l),
+                      "] must be positive (T, H, W), got ", text({T, H, W}));
+    TORCH_CHECK_VALUE(st[l] == total, "stdeform_attn: start[", text(l), "] must be ", text(total),
+                      " (the sum of T*H*W over the levels before it), got ", text(st[l]));
     total += T * H * W;
   }
-  TORCH_CHECK_VALUE(value.size(1) == total, "stdeform_attn: value has S=", value.size(1),
-                    " tokens but shapes describe sum(T*H*W)=", total);
+  TORCH_CHECK_VALUE(value.size(1) == total, "stdeform_attn: value has S=", text(value.size(1)),
+                    " tokens but shapes describe sum(T*H*W)=", text(total));
 }
 
 void check_stdeform_backward_inputs(const at::Tensor& grad_out, const at::Tensor& value,
@@ -115,8 +108,8 @@ void check_stdeform_backward_inputs(const at::Tensor& grad_out, const at::Tensor
   check_stdeform_inputs(value, shapes, start, loc, weights);
   const std::vector<int64_t> expect = {value.size(0), loc.size(1), value.size(2) * value.size(3)};
   TORCH_CHECK_VALUE(grad_out.sizes() == at::IntArrayRef(expect),
-                    "stdeform_attn_backward: grad_out must be (N, Q, M*D) = ", at::IntArrayRef(expect),
-                    ", got ", sizes_str(grad_out));
+                    "stdeform_attn_backward: grad_out must be (N, Q, M*D) = ", text(expect),
+                    ", got ", text(grad_out.sizes()));
   TORCH_CHECK_VALUE(grad_out.scalar_type() == value.scalar_type(),
                     "stdeform_attn_backward: grad_out dtype must equal value's (", value.scalar_type(),
                     "), got ", grad_out.scalar_type());
