@@ -1,8 +1,8 @@
 // STDeformAttn's CUDA kernels (forward and backward) and the host side that does not depend on how they
 // are launched (outputs, empty cases, dtype dispatch, grid). stdeform_attn_cuda.cu launches them on the
 // GPU; tests/cuda_emulation/ runs the same code on the CPU (one host thread per lane) where no GPU is
-// present. The device code uses only __ldg, __[fd](add|mul)_rn, __shfl_xor_sync, atomicAdd, threadIdx
-// and blockIdx of CUDA.
+// present. The device code uses only __ldg, __[fd](add|mul)_rn, __shfl_xor_sync, __syncwarp, atomicAdd,
+// __shared__, threadIdx and blockIdx of CUDA.
 //
 // Shapes (DESIGN.md section 5):
 //   value   (N, S, M, D)         S = sum_l T_l*H_l*W_l, level l's token (t, y, x) at start[l] + (t*H + y)*W + x
@@ -12,21 +12,28 @@
 //   weights (N, Q, M, L, K)
 //   out     (N, Q, M*D)          sum_l sum_k weights * trilinear(value_l, loc), zero outside the volume
 //
-// Thread mapping (both kernels): one warp per item (n, q, m), kWarps items per block; the 32 lanes
-// stride over the D channels (d = lane, lane + 32, ...), so any D works (D = 48: lanes 0-15 take two
-// channels, lanes 16-31 one) and the gathers of a corner are coalesced along d. Every lane computes
-// the same point geometry (loads of loc/weights are warp-wide broadcasts), so all branches on a point
-// are warp-uniform; only `d < D` differs between lanes.
-//   forward:  each lane keeps kChunks accumulators (channels d0 + 32*c + lane) and loops over the
-//             L*K points; D > 32*kChunks takes several passes. Lane-owned outputs: no reduction.
+// Thread mapping (both kernels): one warp per item (n, q, m), kWarps items per block. The item's L*K
+// points go in batches of 32: lane j locates point j of the batch once (loc, level size, corner
+// offsets, trilinear weights) and publishes it in shared memory, then the whole warp works through
+// the batch point by point. Each lane takes V consecutive channels at a time, d0 + V*(32*c + lane)
+// + [0, V) for chunk c of a pass of kPass channels: V = 2 (one 8-byte load per float pair, and
+// float2 atomics on sm_90) where D is even and the tensors are aligned for it, else V = 1; any D
+// works (D = 48, V = 2: lanes 0-23 take one pair each) and the gathers of a corner are coalesced
+// along d. Branches on a point read the same shared entry in every lane, so they are warp-uniform;
+// only `d < D` differs between lanes.
+//   forward:  each lane keeps its channels' accumulators; D > kPass takes several passes over the
+//             points. Lane-owned outputs: no reduction.
 //   backward: for each point, each lane loops over its channels, atomically adds a*w_corner*g into
 //             grad_value (float32, or float64 for double) and accumulates its partial dot products
-//             for d/d(weight) and d/d(x, y, t); the four partial sums are reduced across the warp with
-//             __shfl_xor_sync and lane 0 writes grad_weights and grad_loc of that point (it owns them).
+//             for d/d(weight) and d/d(x, y, t); warp_sum4 reduces the four with 6 shuffles into a
+//             shared slot of the point, and after the batch lane j writes grad_weights and grad_loc
+//             of point j (coalesced).
 // On a frame centre (fractional pixel t == 0) the t1 corners have zero weight: the forward gathers 4
 // corners, the backward gathers the t1 corners only for the one-sided d/dt (as grid_sample does).
 // All offsets are int64_t; half types load/accumulate in float (at::acc_type).
 #pragma once
+
+#include "stdeform_attn.h"
 
 #include <ATen/ATen.h>
 #include <ATen/AccumulateType.h>
@@ -37,8 +44,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 
 namespace visbench {
 namespace stdeform_cuda {
@@ -46,7 +55,7 @@ namespace stdeform_cuda {
 constexpr int kWarpSize = 32;
 constexpr int kWarps = 8;  // items (n, q, m) per block
 constexpr int kThreads = kWarpSize * kWarps;
-constexpr int kChunks = 4;  // forward: channels per lane per pass (one pass covers D <= 128)
+constexpr int kPass = 128;  // channels per pass over the points: D > 128 takes several passes
 
 // Read-only (non-coherent cache) load of one element, widened to the accumulation type.
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
@@ -60,6 +69,45 @@ __device__ __forceinline__ float load(const c10::BFloat16* p) {
       c10::BFloat16(__ldg(reinterpret_cast<const unsigned short*>(p)), c10::BFloat16::from_bits()));
 }
 
+// V consecutive elements p[0..V-1] (p aligned to V elements), widened: one 2*sizeof(scalar_t)-byte
+// load on the GPU for V = 2. Elsewhere (the CPU emulation) element by element.
+template <int V, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_vec(const scalar_t* p, acc_t (&x)[V]) {
+#ifdef __CUDA_ARCH__
+  if constexpr (V == 2) {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      const float2 v = __ldg(reinterpret_cast<const float2*>(p));
+      x[0] = v.x, x[1] = v.y;
+    } else if constexpr (std::is_same_v<scalar_t, double>) {
+      const double2 v = __ldg(reinterpret_cast<const double2*>(p));
+      x[0] = v.x, x[1] = v.y;
+    } else {  // Half, BFloat16: both halves of one 32-bit word, little-endian
+      const unsigned int v = __ldg(reinterpret_cast<const unsigned int*>(p));
+      x[0] = static_cast<float>(scalar_t(static_cast<unsigned short>(v & 0xffffu), scalar_t::from_bits()));
+      x[1] = static_cast<float>(scalar_t(static_cast<unsigned short>(v >> 16), scalar_t::from_bits()));
+    }
+  } else
+#endif
+  {
+#pragma unroll
+    for (int i = 0; i < V; ++i) x[i] = load(p + i);
+  }
+}
+
+// p[i] += x[i] atomically for i < V: one vector atomic for two floats on sm_90 and later.
+template <int V, typename acc_t>
+__device__ __forceinline__ void atomic_add_vec(acc_t* p, const acc_t (&x)[V]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (V == 2 && std::is_same_v<acc_t, float>) {
+    atomicAdd(reinterpret_cast<float2*>(p), make_float2(x[0], x[1]));
+  } else
+#endif
+  {
+#pragma unroll
+    for (int i = 0; i < V; ++i) atomicAdd(p + i, x[i]);
+  }
+}
+
 // Round-to-nearest add/multiply: never contracted into an FMA, even under --use_fast_math.
 __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
 __device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
@@ -67,14 +115,6 @@ __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, 
 __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 __device__ __forceinline__ float floor_acc(float x) { return floorf(x); }
 __device__ __forceinline__ double floor_acc(double x) { return ::floor(x); }
-
-// Sum over the 32 lanes of a warp; every lane gets the total. All 32 lanes must call it.
-template <typename acc_t>
-__device__ __forceinline__ acc_t warp_sum(acc_t v) {
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 // One axis of a sampling point: pixel coordinate p = coord*size - 0.5, rounded step by step as
 // at::grid_sampler_3d (and the CPU kernel) compute it, (((2*coord - 1) + 1) * size - 1) / 2, so a
@@ -126,27 +166,84 @@ struct Corners {
     return true;
   }
 
-  // Calls visit(dt, dy, dx, offset) for each corner inside the volume, offset = ot[dt] + oy[dy] +
-  // ox[dx]. The t1 corners of a frame centre (zero weight) are visited only `with_zero_t1`: the
-  // backward needs them for the one-sided d/dt, the forward skips them (4 gathers instead of 8).
-  template <typename Visit>
-  __device__ __forceinline__ void for_each_corner(bool with_zero_t1, Visit&& visit) const {
+  // Bit c = 4*dt + 2*dy + dx set for each corner inside the volume. The t1 corners of a frame centre
+  // (zero weight) count only `with_zero_t1`: the backward needs them for the one-sided d/dt, the
+  // forward skips them (4 gathers instead of 8).
+  __device__ __forceinline__ unsigned int inside(bool with_zero_t1) const {
+    unsigned int mask = 0;
 #pragma unroll
-    for (int dt = 0; dt < 2; ++dt) {
-      if (!vt[dt] || (dt == 1 && !t_full && !with_zero_t1)) continue;
-#pragma unroll
-      for (int dy = 0; dy < 2; ++dy) {
-        if (!vy[dy]) continue;
-#pragma unroll
-        for (int dx = 0; dx < 2; ++dx)
-          if (vx[dx]) visit(dt, dy, dx, ot[dt] + oy[dy] + ox[dx]);
-      }
+    for (int c = 0; c < 8; ++c) {
+      const int dt = c >> 2, dy = (c >> 1) & 1, dx = c & 1;
+      if (vt[dt] && vy[dy] && vx[dx] && (dt == 0 || t_full || with_zero_t1)) mask |= 1u << c;
     }
+    return mask;
   }
 };
 
-// Forward: out[item, d] = sum over (l, k) of weights * trilinear sample, one warp per item.
-template <typename scalar_t>
+// Where a point's corners lie in value[n, :, m, :]: corner c = 4*dt + 2*dy + dx at element offset
+// base + dt*st + dy*sy + dx*MD (base: its level's start plus the (t0, y0, x0) corner, which may lie
+// one step outside the volume; only corners in the mask are ever read).
+struct CornerOffsets {
+  int64_t base, sy, st;
+
+  __device__ __forceinline__ int64_t at(int c, int64_t MD) const {
+    return base + (c >> 2) * st + ((c >> 1) & 1) * sy + (c & 1) * MD;
+  }
+};
+
+// A point of the forward as its lane publishes it to the warp.
+template <typename acc_t>
+struct ForwardPoint {
+  acc_t w[8];  // weight * trilinear weight of corner c
+  CornerOffsets offsets;
+  unsigned int mask;  // corners gathered (0: the point lies outside the volume)
+};
+
+// A point of the backward as its lane publishes it to the warp.
+template <typename acc_t>
+struct BackwardPoint {
+  acc_t wt[2], wy[2], wx[2], a;  // linear weights per axis, attention weight
+  CornerOffsets offsets;
+  unsigned int mask;  // corners inside the volume, t1 of a frame centre included
+  bool t_full;
+};
+
+// Point p = l*K + k of item i: its level's size and loc, read by the one lane that owns the point.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ bool locate_point(Corners<acc_t>& g, CornerOffsets& offsets, int64_t p,
+                                             const int64_t* shapes, const int64_t* start,
+                                             const scalar_t* loc_i, int64_t K, int64_t MD, int64_t& T,
+                                             int64_t& H, int64_t& W) {
+  const int64_t l = p / K;
+  T = __ldg(shapes + 3 * l), H = __ldg(shapes + 3 * l + 1), W = __ldg(shapes + 3 * l + 2);
+  if (!g.init(load(loc_i + 3 * p), load(loc_i + 3 * p + 1), load(loc_i + 3 * p + 2), T, H, W, MD))
+    return false;
+  offsets.base = __ldg(start + l) * MD + g.ot[0] + g.oy[0] + g.ox[0];
+  offsets.sy = W * MD;
+  offsets.st = H * W * MD;
+  return true;
+}
+
+// Sums four values over the 32 lanes with 6 shuffles (a transposed butterfly): lanes 8q .. 8q+7 get
+// the total of v[q]. All 32 lanes must call it.
+template <typename acc_t>
+__device__ __forceinline__ acc_t warp_sum4(acc_t v0, acc_t v1, acc_t v2, acc_t v3, int lane) {
+  const bool hi = lane & 16, b3 = lane & 8;
+  // Lanes 0-15 keep v0, v1 and lanes 16-31 v2, v3, each adding its partner's (lane ^ 16) copy.
+  acc_t k0 = hi ? v2 : v0, k1 = hi ? v3 : v1;
+  k0 += __shfl_xor_sync(0xffffffffu, hi ? v0 : v2, 16);
+  k1 += __shfl_xor_sync(0xffffffffu, hi ? v1 : v3, 16);
+  // Lanes with bit 3 clear keep k0, the others k1.
+  acc_t k = b3 ? k1 : k0;
+  k += __shfl_xor_sync(0xffffffffu, b3 ? k0 : k1, 8);
+#pragma unroll
+  for (int offset = 4; offset > 0; offset /= 2) k += __shfl_xor_sync(0xffffffffu, k, offset);
+  return k;
+}
+
+// Forward: out[item, d] = sum over (l, k) of weights * trilinear sample, one warp per item; each lane
+// takes V consecutive channels per chunk.
+template <typename scalar_t, int V>
 __global__ void __launch_bounds__(kThreads)
     stdeform_forward_kernel(const scalar_t* __restrict__ value,    // (N, S, M, D)
                             const int64_t* __restrict__ shapes,    // (L, 3)
@@ -157,48 +254,79 @@ __global__ void __launch_bounds__(kThreads)
                             int64_t NQM, int64_t QM, int64_t S, int64_t M, int64_t D, int64_t L,
                             int64_t K) {
   using acc_t = at::acc_type<scalar_t, true>;
-  const int64_t item = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarpSize;
+  constexpr int kChunks = kPass / (kWarpSize * V);  // this lane's channels per pass, V at a time
+  __shared__ ForwardPoint<acc_t> shared_points[kWarps][kWarpSize];
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   if (item >= NQM) return;  // whole warps leave together
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t n = item / QM, m = item % M, MD = M * D;
+  const int64_t n = item / QM, m = item % M, MD = M * D, LK = L * K;
   const scalar_t* value_nm = value + n * S * MD + m * D;  // value[n, 0, m, 0]
-  const scalar_t* loc_i = loc + item * L * K * 3;         // loc[n, q, m]: (L, K, 3)
-  const scalar_t* weights_i = weights + item * L * K;     // weights[n, q, m]: (L, K)
+  const scalar_t* loc_i = loc + item * LK * 3;            // loc[n, q, m]: (L, K, 3)
+  const scalar_t* weights_i = weights + item * LK;        // weights[n, q, m]: (L, K)
   scalar_t* out_i = out + item * D;                        // out[n, q, m*D:(m+1)*D]
+  ForwardPoint<acc_t>* points = shared_points[warp];
 
-  for (int64_t d0 = 0; d0 < D; d0 += kWarpSize * kChunks) {
-    acc_t acc[kChunks];
+  for (int64_t d0 = 0; d0 < D; d0 += kPass) {
+    acc_t acc[kChunks][V];
+    bool active[kChunks];  // this lane's channels d0 + V*(32*c + lane) + [0, V) exist
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) acc[c] = acc_t(0);
-
-    for (int64_t l = 0; l < L; ++l) {
-      const int64_t T = __ldg(shapes + 3 * l), H = __ldg(shapes + 3 * l + 1), W = __ldg(shapes + 3 * l + 2);
-      const int64_t level = __ldg(start + l) * MD + d0 + lane;  // this lane's channel of token start[l]
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t p = l * K + k;
+    for (int c = 0; c < kChunks; ++c) {
+      active[c] = d0 + V * (c * kWarpSize + lane) < D;  // D is a multiple of V
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc[c][i] = acc_t(0);
+    }
+    const scalar_t* value_lane = value_nm + d0 + V * lane;
+    for (int64_t p0 = 0; p0 < LK; p0 += kWarpSize) {
+      {  // lane j locates point p0 + j
+        ForwardPoint<acc_t>& mine = points[lane];
+        const int64_t p = p0 + lane;
         Corners<acc_t> g;
-        if (!g.init(load(loc_i + 3 * p), load(loc_i + 3 * p + 1), load(loc_i + 3 * p + 2), T, H, W, MD))
-          continue;  // all 8 corners outside the volume
-        const acc_t a = load(weights_i + p);
-        g.for_each_corner(false, [&](int dt, int dy, int dx, int64_t offset) {
-          const acc_t w = a * g.wt[dt] * g.wy[dy] * g.wx[dx];
-          const scalar_t* v = value_nm + level + offset;
+        int64_t T, H, W;
+        mine.mask = 0;
+        if (p < LK && locate_point(g, mine.offsets, p, shapes, start, loc_i, K, MD, T, H, W)) {
+          mine.mask = g.inside(false);
+          const acc_t a = load(weights_i + p);
 #pragma unroll
-          for (int c = 0; c < kChunks; ++c)
-            if (d0 + c * kWarpSize + lane < D) acc[c] += w * load(v + c * kWarpSize);
-        });
+          for (int c = 0; c < 8; ++c)
+            mine.w[c] = a * g.wt[c >> 2] * g.wy[(c >> 1) & 1] * g.wx[c & 1];
+        }
       }
+      __syncwarp();
+      const int count = static_cast<int>(LK - p0 < kWarpSize ? LK - p0 : kWarpSize);
+#pragma unroll 2
+      for (int j = 0; j < count; ++j) {
+        const ForwardPoint<acc_t>& point = points[j];  // the same entry in every lane
+        const unsigned int mask = point.mask;
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+          const bool inside = mask >> c & 1;  // warp-uniform
+          const scalar_t* v = value_lane + (inside ? point.offsets.at(c, MD) : 0);
+          const acc_t w = point.w[c];
+#pragma unroll
+          for (int chunk = 0; chunk < kChunks; ++chunk) {
+            if (!inside || !active[chunk]) continue;
+            acc_t x[V];
+            load_vec<V>(v + chunk * kWarpSize * V, x);
+#pragma unroll
+            for (int i = 0; i < V; ++i) acc[chunk][i] += w * x[i];
+          }
+        }
+      }
+      __syncwarp();  // the points are read before the next batch overwrites them
     }
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
-      const int64_t d = d0 + c * kWarpSize + lane;
-      if (d < D) out_i[d] = static_cast<scalar_t>(acc[c]);
+      if (!active[c]) continue;
+#pragma unroll
+      for (int i = 0; i < V; ++i)
+        out_i[d0 + V * (c * kWarpSize + lane) + i] = static_cast<scalar_t>(acc[c][i]);
     }
   }
 }
 
-// Backward: grads of value (atomic, into acc_t), loc and weights (warp-reduced, owned by lane 0).
-template <typename scalar_t>
+// Backward: grads of value (atomic, into acc_t), loc and weights (warp-reduced, written by the lane
+// that owns the point); each lane takes V consecutive channels per chunk.
+template <typename scalar_t, int V>
 __global__ void __launch_bounds__(kThreads)
     stdeform_backward_kernel(const scalar_t* __restrict__ grad_out,  // (N, Q, M*D)
                              const scalar_t* __restrict__ value,     // (N, S, M, D)
@@ -212,71 +340,125 @@ __global__ void __launch_bounds__(kThreads)
                              int64_t NQM, int64_t QM, int64_t S, int64_t M, int64_t D, int64_t L,
                              int64_t K) {
   using acc_t = at::acc_type<scalar_t, true>;
-  const int64_t item = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarpSize;
+  constexpr int kChunks = kPass / (kWarpSize * V);  // this lane's channels per pass, V at a time
+  __shared__ BackwardPoint<acc_t> shared_points[kWarps][kWarpSize];
+  __shared__ acc_t shared_sums[kWarps][4][kWarpSize];  // per point: d/d(weight), d/d(x, y, t) sums
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   if (item >= NQM) return;  // whole warps leave together: the shuffles below see all 32 lanes
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t n = item / QM, m = item % M, MD = M * D;
+  const int64_t n = item / QM, m = item % M, MD = M * D, LK = L * K;
   const scalar_t* value_nm = value + n * S * MD + m * D;  // value[n, 0, m, 0]
   acc_t* grad_value_nm = grad_value + n * S * MD + m * D;
   const scalar_t* grad_out_i = grad_out + item * D;
-  const scalar_t* loc_i = loc + item * L * K * 3;
-  const scalar_t* weights_i = weights + item * L * K;
-  scalar_t* grad_loc_i = grad_loc + item * L * K * 3;
-  scalar_t* grad_weights_i = grad_weights + item * L * K;
+  const scalar_t* loc_i = loc + item * LK * 3;
+  const scalar_t* weights_i = weights + item * LK;
+  scalar_t* grad_loc_i = grad_loc + item * LK * 3;
+  scalar_t* grad_weights_i = grad_weights + item * LK;
+  BackwardPoint<acc_t>* points = shared_points[warp];
+  acc_t(*sums)[kWarpSize] = shared_sums[warp];
 
-  for (int64_t l = 0; l < L; ++l) {
-    const int64_t T = __ldg(shapes + 3 * l), H = __ldg(shapes + 3 * l + 1), W = __ldg(shapes + 3 * l + 2);
-    const int64_t level = __ldg(start + l) * MD;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t p = l * K + k;
+  for (int64_t p0 = 0; p0 < LK; p0 += kWarpSize) {
+    const int64_t p = p0 + lane;  // this lane's point
+    int64_t T = 0, H = 0, W = 0;
+    {
+      BackwardPoint<acc_t>& mine = points[lane];
       Corners<acc_t> g;
-      if (!g.init(load(loc_i + 3 * p), load(loc_i + 3 * p + 1), load(loc_i + 3 * p + 2), T, H, W, MD)) {
-        if (lane == 0) {  // outside the volume: the point has no effect
-          grad_weights_i[p] = scalar_t(0);
-          grad_loc_i[3 * p] = grad_loc_i[3 * p + 1] = grad_loc_i[3 * p + 2] = scalar_t(0);
-        }
-        continue;
+      mine.mask = 0;
+      if (p < LK && locate_point(g, mine.offsets, p, shapes, start, loc_i, K, MD, T, H, W)) {
+        mine.mask = g.inside(true);
+        mine.t_full = g.t_full;
+        mine.a = load(weights_i + p);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) mine.wt[i] = g.wt[i], mine.wy[i] = g.wy[i], mine.wx[i] = g.wx[i];
       }
-      const acc_t a = load(weights_i + p);
-      // This lane's partial sums over its channels d of g[d] * (sample, d sample/dx, /dy, /dt).
-      acc_t s_w = 0, s_x = 0, s_y = 0, s_t = 0;
-      for (int64_t d = lane; d < D; d += kWarpSize) {
-        const acc_t go = load(grad_out_i + d);
-        const acc_t ago = a * go;
-        g.for_each_corner(true, [&](int dt, int dy, int dx, int64_t offset) {
-          const int64_t o = level + offset + d;
-          const acc_t gv = go * load(value_nm + o);
-          const acc_t wyx = g.wy[dy] * g.wx[dx];
-          s_t += (dt ? gv : -gv) * wyx;  // d wt/dt = -1 for t0, +1 for t1
-          if (dt == 0 || g.t_full) {     // t1 of a frame centre: only enters d/dt
-            const acc_t wt = g.wt[dt];
-            s_w += wt * wyx * gv;
-            s_x += (dx ? gv : -gv) * wt * g.wy[dy];
-            s_y += (dy ? gv : -gv) * wt * g.wx[dx];
-            atomicAdd(grad_value_nm + o, ago * wt * wyx);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) sums[q][lane] = acc_t(0);
+    }
+    __syncwarp();
+    const int count = static_cast<int>(LK - p0 < kWarpSize ? LK - p0 : kWarpSize);
+    for (int64_t d0 = 0; d0 < D; d0 += kPass) {
+      acc_t go[kChunks][V];  // grad_out of this lane's channels d0 + V*(32*c + lane) + [0, V)
+      bool active[kChunks];
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        active[c] = d0 + V * (c * kWarpSize + lane) < D;  // D is a multiple of V
+#pragma unroll
+        for (int i = 0; i < V; ++i) go[c][i] = acc_t(0);
+        if (active[c]) load_vec<V>(grad_out_i + d0 + V * (c * kWarpSize + lane), go[c]);
+      }
+      const int64_t lane_d = d0 + V * lane;
+      for (int j = 0; j < count; ++j) {
+        const BackwardPoint<acc_t>& point = points[j];  // the same entry in every lane
+        const unsigned int mask = point.mask;
+        if (mask == 0) continue;  // warp-uniform: outside the volume, no effect
+        const acc_t a = point.a;
+        const bool t_full = point.t_full;
+        // This lane's partial sums over its channels d of g[d] * (sample, d sample/dx, /dy, /dt).
+        acc_t s_w = 0, s_x = 0, s_y = 0, s_t = 0;
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+          if (!(mask >> c & 1)) continue;
+          const int dt = c >> 2, dy = (c >> 1) & 1, dx = c & 1;
+          const int64_t o = point.offsets.at(c, MD) + lane_d;
+          const acc_t wt = point.wt[dt], wy = point.wy[dy], wx = point.wx[dx], wyx = wy * wx;
+#pragma unroll
+          for (int chunk = 0; chunk < kChunks; ++chunk) {
+            if (!active[chunk]) continue;
+            const int64_t oc = o + chunk * kWarpSize * V;
+            acc_t x[V], scatter[V];
+            load_vec<V>(value_nm + oc, x);
+#pragma unroll
+            for (int i = 0; i < V; ++i) {
+              const acc_t gv = go[chunk][i] * x[i];
+              s_t += (dt ? gv : -gv) * wyx;  // d wt/dt = -1 for t0, +1 for t1
+              if (dt == 0 || t_full) {       // t1 of a frame centre: only enters d/dt
+                s_w += wt * wyx * gv;
+                s_x += (dx ? gv : -gv) * wt * wy;
+                s_y += (dy ? gv : -gv) * wt * wx;
+              }
+              scatter[i] = a * go[chunk][i] * wt * wyx;
+            }
+            if (dt == 0 || t_full) atomic_add_vec<V>(grad_value_nm + oc, scatter);
           }
-        });
-      }
-      s_w = warp_sum(s_w);
-      s_x = warp_sum(s_x);
-      s_y = warp_sum(s_y);
-      s_t = warp_sum(s_t);
-      if (lane == 0) {  // d(pixel coord)/d(loc) = size
-        grad_weights_i[p] = static_cast<scalar_t>(s_w);
-        grad_loc_i[3 * p] = static_cast<scalar_t>(a * s_x * static_cast<acc_t>(W));
-        grad_loc_i[3 * p + 1] = static_cast<scalar_t>(a * s_y * static_cast<acc_t>(H));
-        grad_loc_i[3 * p + 2] = static_cast<scalar_t>(a * s_t * static_cast<acc_t>(T));
+        }
+        const acc_t total = warp_sum4(s_w, s_x, s_y, s_t, lane);
+        if (lane % 8 == 0) sums[lane / 8][j] += total;  // one lane per quantity
       }
     }
+    __syncwarp();
+    if (p < LK) {  // lane j writes point p0 + j's gradients; d(pixel coord)/d(loc) = size
+      const BackwardPoint<acc_t>& mine = points[lane];
+      acc_t g_w = 0, g_x = 0, g_y = 0, g_t = 0;  // a point outside the volume has no effect
+      if (mine.mask != 0) {
+        g_w = sums[0][lane];
+        g_x = mine.a * sums[1][lane] * static_cast<acc_t>(W);
+        g_y = mine.a * sums[2][lane] * static_cast<acc_t>(H);
+        g_t = mine.a * sums[3][lane] * static_cast<acc_t>(T);
+      }
+      grad_weights_i[p] = static_cast<scalar_t>(g_w);
+      grad_loc_i[3 * p] = static_cast<scalar_t>(g_x);
+      grad_loc_i[3 * p + 1] = static_cast<scalar_t>(g_y);
+      grad_loc_i[3 * p + 2] = static_cast<scalar_t>(g_t);
+    }
+    __syncwarp();  // the points are read before the next batch overwrites them
   }
 }
 
 // Blocks for NQM items, kWarps per block; the grid's x dimension holds up to 2^31 - 1 blocks.
 inline unsigned int num_blocks(int64_t NQM) {
   const int64_t blocks = (NQM + kWarps - 1) / kWarps;
-  TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(), "stdeform_attn: N*Q*M=", NQM,
+  TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(), "stdeform_attn: N*Q*M=", text(NQM),
               " items need more CUDA blocks than one grid holds");
   return static_cast<unsigned int>(blocks);
+}
+
+// Channels per lane: 2 (vector loads, and vector atomics on sm_90) where D is even and the tensors
+// read by channel start on a 2-element boundary, else 1.
+inline int channels_per_lane(int64_t D, std::initializer_list<const at::Tensor*> read_by_channel) {
+  if (D % 2 != 0) return 1;
+  for (const at::Tensor* t : read_by_channel)
+    if (reinterpret_cast<uintptr_t>(t->data_ptr()) % (2 * t->element_size()) != 0) return 1;
+  return 2;
 }
 
 // Host side, given launch(kernel, blocks, args...) that runs kernel(args...) on a grid of `blocks`
@@ -292,7 +474,9 @@ at::Tensor forward(const at::Tensor& value, const at::Tensor& shapes, const at::
   at::Tensor out = at::empty({N, Q, M * D}, value.options());  // every element is written
   const at::Tensor shapes_c = shapes.contiguous(), start_c = start.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "stdeform_attn_cuda", [&] {
-    launch(stdeform_forward_kernel<scalar_t>, num_blocks(NQM), value.data_ptr<scalar_t>(),
+    const auto kernel = channels_per_lane(D, {&value}) == 2 ? stdeform_forward_kernel<scalar_t, 2>
+                                                            : stdeform_forward_kernel<scalar_t, 1>;
+    launch(kernel, num_blocks(NQM), value.data_ptr<scalar_t>(),
            shapes_c.data_ptr<int64_t>(), start_c.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(),
            weights.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), NQM, Q * M, S, M, D, L, K);
   });
@@ -318,7 +502,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, value.scalar_type(), "stdeform_attn_backward_cuda", [&] {
         using acc_t = at::acc_type<scalar_t, true>;
-        launch(stdeform_backward_kernel<scalar_t>, num_blocks(NQM), grad_out.data_ptr<scalar_t>(),
+        const auto kernel = channels_per_lane(D, {&value, &grad_out}) == 2
+                                ? stdeform_backward_kernel<scalar_t, 2>
+                                : stdeform_backward_kernel<scalar_t, 1>;
+        launch(kernel, num_blocks(NQM), grad_out.data_ptr<scalar_t>(),
                value.data_ptr<scalar_t>(), shapes_c.data_ptr<int64_t>(), start_c.data_ptr<int64_t>(),
                loc.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(), grad_value.data_ptr<acc_t>(),
                grad_loc.data_ptr<scalar_t>(), grad_weights.data_ptr<scalar_t>(), NQM, Q * M, S, M, D, L,

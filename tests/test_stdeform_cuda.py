@@ -4,7 +4,8 @@
 needed to compile. Every other test needs a GPU (marked ``gpu``) and compares the kernel with the
 pure-PyTorch reference (float64, on the CPU) on inputs that hit the special cases: several levels,
 N > 1, points outside the volume, on frame centres (4-corner path), on pixel centres (one-sided
-gradients) and pixel edges, T = 1, D not a multiple of 32, D > 128 (two forward passes).
+gradients) and pixel edges, T = 1, D not a multiple of 32, D > 128 (two passes over the channels),
+L*K > 32 (two batches of points).
 The test with more than 2**31 elements comes last: an illegal address there would poison the
 CUDA context for every test after it. Needs only torch and pytest.
 
@@ -38,6 +39,7 @@ CASES = {
     "T=1 D=32": ([(1, 8, 8), (1, 4, 4), (1, 3, 5)], 2, 4, 2, 32, 5),
     "D=160 two passes": ([(2, 4, 4), (2, 3, 2)], 1, 3, 2, 160, 4),
     "D=5": ([(2, 4, 8)], 3, 2, 1, 5, 4),
+    "L*K=40 two batches": ([(4, 6, 8), (2, 3, 5)], 2, 3, 2, 40, 20),
     "600 blocks, contended atomics": (
         [(4, 16, 16), (4, 8, 8), (4, 4, 4), (4, 2, 2)],
         2,
@@ -206,12 +208,21 @@ def run_kernel(ops, inputs, grad_out):
     return (out, *grads)
 
 
-def check_against_reference(ops, device, case, dtype):
+def misaligned(t):
+    """A contiguous copy of t whose data starts one element past an aligned address."""
+    copy = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)[1:].view(t.shape)
+    return copy.copy_(t)
+
+
+def check_against_reference(ops, device, case, dtype, misalign=False):
     """The kernels of `ops` (see run_kernel) on `device` give the float64 reference's forward and
-    gradients."""
+    gradients. ``misalign``: value and grad_out start at an odd element, so an even D cannot take
+    the two-channels-per-lane path."""
     levels, N, Q, M, D, K = CASES[case]
     inputs = to(make_inputs(levels, N, Q, M, D, K, seed=len(case)), device, dtype)
     grad_out = randn(N, Q, M * D, seed=len(case) + 100, dtype=dtype, device=device)
+    if misalign:
+        inputs, grad_out = (misaligned(inputs[0]), *inputs[1:]), misaligned(grad_out)
     expected = reference(inputs, grad_out)  # on the dtype-rounded inputs, in float64
     actual = run_kernel(ops, inputs, grad_out)
     for a in actual:
@@ -244,6 +255,13 @@ def check_against_cpu_kernel(ops, device, dtype, points):
 def test_matches_reference(ops, case, dtype):
     """Forward and all three gradients equal the float64 reference on the same (rounded) inputs."""
     check_against_reference(ops, "cuda", case, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@needs_gpu
+def test_misaligned_matches_reference(ops, dtype):
+    """Tensors not aligned for paired channels take the one-channel-per-lane kernels."""
+    check_against_reference(ops, "cuda", "3 levels D=48", dtype, misalign=True)
 
 
 @pytest.mark.parametrize("points", ["special", "centred"])
@@ -301,6 +319,12 @@ EMULATED_CASES = [case for case in CASES if case != "600 blocks, contended atomi
 def test_emulated_device_code_matches_reference(emulated, case, dtype):
     """The device code, one host thread per lane, gives the reference's forward and gradients."""
     check_against_reference(emulated, "cpu", case, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_emulated_misaligned_matches_reference(emulated, dtype):
+    """The one-channel-per-lane path for an even D, taken when value is not aligned for pairs."""
+    check_against_reference(emulated, "cpu", "3 levels D=48", dtype, misalign=True)
 
 
 @pytest.mark.parametrize("points", ["special", "centred"])

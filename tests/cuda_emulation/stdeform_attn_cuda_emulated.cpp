@@ -26,6 +26,7 @@
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __shared__ static  // one warp runs at a time, and each warp uses only its own slots
 
 namespace emulation {
 
@@ -48,7 +49,7 @@ class Warp {
       return;
     }
     if (!changed_.wait_for(lock, std::chrono::seconds(20), [&] { return generation_ != generation; }))
-      throw std::runtime_error("__shfl_xor_sync: not all 32 lanes of the warp reached the shuffle");
+      throw std::runtime_error("not all 32 lanes of the warp reached the __shfl_xor_sync / __syncwarp");
   }
   double slots[kLanes];
 
@@ -85,6 +86,8 @@ T __shfl_xor_sync(unsigned int mask, T v, int lane_mask) {
   w.wait();  // nobody overwrites a slot before every lane has read
   return other;
 }
+
+inline void __syncwarp() { emulation::warp->wait(); }
 
 template <typename T>
 T atomicAdd(T* address, T v) {
