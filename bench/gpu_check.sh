@@ -76,8 +76,13 @@ print(f'build + load: {time.perf_counter() - t:.1f} s')
 print('active: cpu', attention.stdeform_impl('cpu'), '| cuda', attention.stdeform_impl('cuda'))
 raise SystemExit(0 if info.cuda_kernel else 1)
 "
-step tests 300 "$python" -m pytest tests/test_stdeform_cuda.py -p no:cacheprovider -v \
-  --durations=5 --junitxml="$out/junit.xml"
+# pytest under c10's fatal-signal handler: a crash in C++ prints its native backtrace too.
+step tests 300 "$python" -c "
+import sys, torch
+torch._C._set_print_stack_traces_on_fatal_signal(True)
+import pytest
+sys.exit(pytest.main(sys.argv[1:]))
+" tests/test_stdeform_cuda.py -p no:cacheprovider -v --durations=5 --junitxml="$out/junit.xml"
 step op_bench 300 "$python" -m bench.op_bench --device cuda --min-run-time 0.5 \
   --out "$out/op_bench.csv"
 
