@@ -93,7 +93,8 @@ void check_stdeform_inputs(const at::Tensor& value, const at::Tensor& shapes, co
   for (int64_t l = 0; l < L; ++l) {
     const int64_t T = sp[3 * l], H = sp[3 * l + 1], W = sp[3 * l + 2];
     TORCH_CHECK_VALUE(T > 0 && H > 0 && W > 0, "stdeform_attn: shapes[", text(l),
-                      "] must be positive (T, H, W), got ", text({T, H, W}));
+                      "] must be positive (T, H, W), got (", text(T), ", ", text(H), ", ", text(W),
+                      ")");
     TORCH_CHECK_VALUE(st[l] == total, "stdeform_attn: start[", text(l), "] must be ", text(total),
                       " (the sum of T*H*W over the levels before it), got ", text(st[l]));
     total += T * H * W;
