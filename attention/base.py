@@ -1,4 +1,4 @@
-"""The one interface every attention backend implements (DESIGN.md section 4).
+"""The one interface every attention backend implements (docs/design.md section 4).
 
 A backend is an ``nn.Module`` used both for encoder self-attention (query = value = the
 flattened multi-level video tokens) and for decoder cross-attention (query = the instance
@@ -12,17 +12,50 @@ queries, value = the encoder memory)::
 A backend ignores what it does not need (full attention ignores the reference points). It also
 states its asymptotic cost (``complexity``) and an analytic multiply-accumulate count
 (``mac_breakdown``) that the FLOP harness cross-checks against counted FLOPs.
+
+A backend owns its vocabulary, declared on its class: ``OPTIONS`` (attention.options.Option:
+name, kind, default, allowed values), ``label(options)`` (its name in tables), ``check_options``
+(constraints between options) and ``encoder_only`` (self-attention over a token grid only, so not
+usable as decoder cross-attention). The model builds every backend as
+
+    Backend(d_model=..., n_heads=..., n_levels=..., n_frames=..., layer_index=..., **options)
+
+with the structural arguments from the model (``layer_index``: the layer's position in the
+encoder or decoder, e.g. for windows shifted in alternate layers) and ``options`` holding a value
+for every declared option; a backend takes the structural arguments it needs and ``**_`` for the
+rest.
 """
+
+from typing import ClassVar
 
 import torch
 from torch import nn
+
+from attention.options import Option
 
 
 class AttentionBackend(nn.Module):
     """Base class: subclasses set ``name``/``complexity`` and implement forward and mac_breakdown."""
 
-    name: str = ""
-    complexity: str = ""
+    name: ClassVar[str] = ""
+    complexity: ClassVar[str] = ""
+    OPTIONS: ClassVar[tuple[Option, ...]] = ()
+    encoder_only: ClassVar[bool] = False
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        """Display name for tables, e.g. "full (sdpa)"; from the identifying options."""
+        shown = [
+            f"{o.name}={o.format(options[o.name])}"
+            for o in cls.OPTIONS
+            if o.identifies and o.name in options
+        ]
+        return f"{cls.name} ({', '.join(shown)})" if shown else cls.name
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Raise a one-line ValueError where options contradict each other (each option's own
+        range is checked by its Option)."""
 
     def forward(
         self,
@@ -46,5 +79,5 @@ class AttentionBackend(nn.Module):
         return sum(self.mac_breakdown(num_queries, spatial_shapes).values())
 
     def options(self) -> dict:
-        """The options that identify this backend in results (e.g. impl, mode, K)."""
-        return {}
+        """The identifying options of this instance, as recorded in results."""
+        return {o.name: getattr(self, o.name) for o in self.OPTIONS if o.identifies}

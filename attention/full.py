@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attention.base import AttentionBackend
+from attention.options import Option
 
 IMPLS = ("sdpa", "math")
 
@@ -23,9 +24,28 @@ class FullAttention(AttentionBackend):
 
     name = "full"
     complexity = "O(H²W²T²C)"
+    OPTIONS = (
+        Option(
+            "impl",
+            "str",
+            "sdpa",
+            "sdpa: F.scaled_dot_product_attention; math: softmax(QK^T/sqrt(d))V, materialising "
+            "the attention matrix as VisTR's nn.MultiheadAttention",
+            choices=IMPLS,
+        ),
+    )
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        return f"full ({options['impl']})"
 
     def __init__(
-        self, d_model: int = 256, n_heads: int = 8, impl: str = "sdpa", dropout: float = 0.0
+        self,
+        d_model: int = 256,
+        n_heads: int = 8,
+        impl: str = "sdpa",
+        dropout: float = 0.0,
+        **_,  # structural arguments dense attention does not need (n_levels, n_frames, ...)
     ):
         super().__init__()
         if impl not in IMPLS:
@@ -42,9 +62,6 @@ class FullAttention(AttentionBackend):
         for layer in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
-
-    def options(self) -> dict:
-        return {"impl": self.impl}
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (N, L, d) -> (N, M, L, d/M)
         N, L, _ = x.shape

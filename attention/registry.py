@@ -1,10 +1,22 @@
-"""Backends by name: ``build_attention("full", impl="math")``, ``build_attention("stdeform", ...)``.
+"""Backends by name, and the spec that names one with its options.
 
-Adding a backend is one module defining an ``AttentionBackend`` subclass plus one line here.
+    spec = parse_backend("stdeform:mode=frames,n_points=32")   # every option gets a value
+    str(spec)       -> "stdeform:mode=frames,n_points=32,window=none,impl=op"
+    spec.identity   -> the identifying options, as results record them
+    spec.label      -> "stdeform frames K=32", as tables show it
+    attention = build_attention(spec, d_model=96, n_heads=4, n_levels=1, n_frames=6)
+
+Adding a backend is one module defining an ``AttentionBackend`` subclass with its vocabulary
+(attention/base.py) plus one line in ``BACKENDS``.
 """
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from attention.base import AttentionBackend
 from attention.full import FullAttention
+from attention.options import split_spec
 from attention.stdeform import STDeformAttention
 
 BACKENDS: dict[str, type[AttentionBackend]] = {
@@ -13,8 +25,101 @@ BACKENDS: dict[str, type[AttentionBackend]] = {
 }
 
 
-def build_attention(name: str, **options) -> AttentionBackend:
-    """Instantiate the backend registered under ``name`` with its options."""
+def backend_class(name: str) -> type[AttentionBackend]:
     if name not in BACKENDS:
-        raise ValueError(f"unknown attention backend {name!r}; registered: {sorted(BACKENDS)}")
-    return BACKENDS[name](**options)
+        raise ValueError(f"unknown attention backend {name!r}; registered: {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendSpec:
+    """A backend and a value for each of its options (declaration order)."""
+
+    name: str
+    values: tuple[tuple[str, Any], ...]
+
+    @property
+    def backend(self) -> type[AttentionBackend]:
+        return backend_class(self.name)
+
+    @property
+    def options(self) -> dict:
+        """Every option's value."""
+        return dict(self.values)
+
+    @property
+    def identity(self) -> dict:
+        """The options that identify the method in results (JSON-ready: triples as lists)."""
+        return {
+            o.name: list(v) if isinstance(v := self.options[o.name], tuple) else v
+            for o in self.backend.OPTIONS
+            if o.identifies
+        }
+
+    @property
+    def label(self) -> str:
+        return self.backend.label(self.options)
+
+    @property
+    def encoder_only(self) -> bool:
+        return self.backend.encoder_only
+
+    def replace(self, **changes) -> "BackendSpec":
+        """The same backend with some options changed (validated)."""
+        return make_spec(self.name, {**self.options, **changes})
+
+    def __str__(self) -> str:
+        options = self.backend.OPTIONS
+        written = ",".join(f"{o.name}={o.format(self.options[o.name])}" for o in options)
+        return f"{self.name}:{written}" if written else self.name
+
+
+def make_spec(name: str, values: Mapping[str, Any], defaults: Mapping | None = None) -> BackendSpec:
+    """A spec from Python values (e.g. results' options); missing options take ``defaults``
+    (e.g. a preset's), then the option's own default."""
+    backend = backend_class(name)
+    known = {o.name: o for o in backend.OPTIONS}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(
+            f"backend {name}: unknown option(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(known) or 'no options'}"
+        )
+    defaults = defaults or {}
+    resolved = {}
+    for option in backend.OPTIONS:
+        value = values.get(option.name, defaults.get(option.name, option.default))
+        resolved[option.name] = option.validate(value, f"backend {name}")
+    backend.check_options(resolved)
+    return BackendSpec(name, tuple(resolved.items()))
+
+
+def parse_backend(
+    spec: "str | BackendSpec | Mapping", defaults: Mapping[str, Mapping] | None = None
+) -> BackendSpec:
+    """A spec from ``name[:option=value,...]``, a BackendSpec, or a mapping with "backend" and
+    "options" (as results store it). ``defaults``: per backend name, option values used where the
+    spec names none (a preset's, e.g. {"stdeform": {"n_points": 16}})."""
+    if isinstance(spec, BackendSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        name, values = spec["backend"], dict(spec.get("options") or {})
+    else:
+        name, texts = split_spec(spec)
+        backend = backend_class(name)
+        known = {o.name: o for o in backend.OPTIONS}
+        unknown = sorted(set(texts) - set(known))
+        if unknown:
+            raise ValueError(
+                f"backend spec {spec!r}: unknown option(s) {', '.join(unknown)}; "
+                f"{name} takes {', '.join(known) or 'no options'}"
+            )
+        values = {key: known[key].parse(text, f"backend {name}") for key, text in texts.items()}
+    return make_spec(name, values, (defaults or {}).get(name))
+
+
+def build_attention(spec: "str | BackendSpec | Mapping", **structure) -> AttentionBackend:
+    """Instantiate a backend: ``structure`` holds d_model, n_heads and, as the model supplies
+    them, n_levels, n_frames and layer_index."""
+    spec = parse_backend(spec)
+    return spec.backend(**structure, **spec.options)

@@ -5,7 +5,7 @@ offsets and attention-weight logits are linear projections of the query, and one
 head runs over all of that head's points (jointly over levels and frames). The values are
 sampled trilinearly by the ``visbench::stdeform_attn`` op. Cost O(HWTCK).
 
-Modes (DESIGN.md section 4):
+Modes (docs/design.md section 4):
 - ``3d``: K points with learned continuous offsets (Δx, Δy, Δt) — the poster's "K key elements".
 - ``frames``: K points in every frame of a temporal window (default all ``n_frames`` frames) at
   learned (Δx, Δy) around the query's (x, y), t pinned to frame centres (frames act as levels, as
@@ -26,9 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from attention.base import AttentionBackend
+from attention.options import Option
 from attention.stdeform_op import stdeform_attn
 
 MODES = ("3d", "frames", "frame")
+IMPLS = ("op", "reference")
 TEMPORAL_INIT = (0.0, 1.0, -1.0, 2.0)  # frames, cycled over a head's points in 3d mode
 
 
@@ -37,17 +39,56 @@ class STDeformAttention(AttentionBackend):
 
     name = "stdeform"
     complexity = "O(HWTCK)"
+    OPTIONS = (
+        Option("mode", "str", "3d", "where the K points lie (see the module docstring)", MODES),
+        Option("n_points", "int", 32, "K: sampling points per head, level (and frame)", minimum=1),
+        Option(
+            "window",
+            "int",
+            None,
+            "frames mode: frames around the query's that get K points each (none: all T)",
+            minimum=1,
+            optional=True,
+        ),
+        Option(
+            "impl",
+            "str",
+            "op",
+            "op: the compiled visbench::stdeform_attn; reference: pure PyTorch (grid_sample)",
+            IMPLS,
+        ),
+    )
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        """e.g. "stdeform 3d K=32", "stdeform frames K=4 window=3", "stdeform frame K=16 (2D)"."""
+        words = [f"stdeform {options['mode']} K={options['n_points']}"]
+        if options.get("window") is not None:
+            words.append(f"window={options['window']}")
+        if options.get("impl", "op") != "op":
+            words.append(f"impl={options['impl']}")
+        if options["mode"] == "frame":
+            words.append("(per-frame 2D)")
+        return " ".join(words)
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        if options.get("window") is not None and options["mode"] != "frames":
+            raise ValueError(
+                f"backend stdeform: option window needs mode=frames, got mode={options['mode']}"
+            )
 
     def __init__(
         self,
         d_model: int = 256,
         n_heads: int = 8,
         n_levels: int = 1,
-        n_points: int = 4,
+        n_points: int = 32,
         mode: str = "3d",
         n_frames: int | None = None,
         window: int | None = None,
         impl: str = "op",
+        **_,  # structural arguments it does not need (layer_index)
     ):
         super().__init__()
         if mode not in MODES:
@@ -65,9 +106,10 @@ class STDeformAttention(AttentionBackend):
             )
         self.d_model, self.n_heads, self.n_levels = d_model, n_heads, n_levels
         self.n_points, self.mode, self.n_frames, self.impl = n_points, mode, n_frames, impl
-        self.window = (window or n_frames) if mode == "frames" else 1
+        self.window = window  # the option as given (None: all frames)
+        self.window_frames = (window or n_frames) if mode == "frames" else 1
         self.offset_dims = 3 if mode == "3d" else 2
-        self.points = n_points * self.window  # sampled points per head and level
+        self.points = n_points * self.window_frames  # sampled points per head and level
         self.sampling_offsets = nn.Linear(
             d_model, n_heads * n_levels * self.points * self.offset_dims
         )
@@ -75,12 +117,6 @@ class STDeformAttention(AttentionBackend):
         self.value_proj = nn.Linear(d_model, d_model)
         self.output_proj = nn.Linear(d_model, d_model)
         self._reset_parameters()
-
-    def options(self) -> dict:
-        options = {"mode": self.mode, "K": self.n_points}
-        if self.mode == "frames":
-            options["window"] = self.window
-        return options
 
     def _reset_parameters(self) -> None:
         M, L, K = self.n_heads, self.n_levels, self.n_points
@@ -95,7 +131,7 @@ class STDeformAttention(AttentionBackend):
             dt = torch.tensor([TEMPORAL_INIT[k % steps] for k in range(K)])  # (K,)
             init = torch.cat([init, dt.view(1, K, 1).expand(M, K, 1)], -1)  # (M, K, 3)
         # the same pattern on every level and, in frames mode, in every frame of the window
-        init = init[:, None, None].expand(M, L, self.window, K, self.offset_dims)
+        init = init[:, None, None].expand(M, L, self.window_frames, K, self.offset_dims)
         with torch.no_grad():
             self.sampling_offsets.bias.copy_(init.reshape(-1))
         nn.init.zeros_(self.attention_weights.weight)
@@ -169,7 +205,7 @@ class STDeformAttention(AttentionBackend):
                     f"stdeform attention: mode 'frames' was built for n_frames={self.n_frames}, "
                     f"got T={T.long().tolist()}"
                 )
-            W = self.window
+            W = self.window_frames
             first = (frame - W // 2).clamp(min=0, max=self.n_frames - W)  # window inside [0, T)
             frames = first[..., None] + torch.arange(W, device=T.device, dtype=T.dtype)
             frames = frames[..., None].expand(*frame.shape, W, self.n_points).flatten(-2)

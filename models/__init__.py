@@ -1,6 +1,7 @@
 """The shared VIS model: one architecture, the attention backend as the only variable.
 
-    model, criterion, postprocess = build_model("quick", "stdeform", num_classes=6, n_points=32)
+    model, criterion, postprocess = build_model("quick", "stdeform:n_points=32", num_classes=6)
+    hybrid, _, _ = build_model("quick", encoder="full", decoder="stdeform")
     outputs = model(clips, padding_mask)            # clips (B, T, 3, H, W), mask (B, H, W)
     losses = criterion(outputs, targets)            # unweighted, by name
     loss = sum(criterion.weight_dict[k] * v for k, v in losses.items())
@@ -10,11 +11,9 @@ Modules: backbone, position_encoding, transformer, heads, vis_model, matcher, cr
 postprocess (with InferenceRunner for long videos), presets.
 """
 
-import inspect
-
 import torch
 
-from attention.registry import BACKENDS, build_attention
+from attention.registry import BackendSpec, build_attention, parse_backend
 from models.backbone import build_backbone
 from models.criterion import SetCriterion, build_criterion
 from models.matcher import SequenceMatcher, build_matcher
@@ -23,82 +22,68 @@ from models.presets import PRESETS, Preset, get_preset
 from models.transformer import Transformer
 from models.vis_model import VisModel
 
-# preset field -> keyword of the backend constructor (passed only to backends that take it)
-BACKEND_OPTIONS = {
-    "attention_impl": "impl",
-    "n_points": "n_points",
-    "mode": "mode",
-    "window": "window",
-}
+# the decoder cross-attention of a model whose encoder backend is encoder-only: VisTR's dense one
+ENCODER_ONLY_DECODER = "full"
 
 
-def backend_options(preset: Preset, backend: str, explicit: set[str] = frozenset()) -> dict:
-    """Keyword arguments of ``build_attention(backend, ...)`` for this preset.
+def attention_specs(
+    preset: Preset,
+    backend: "str | BackendSpec" = "stdeform",
+    encoder: "str | BackendSpec | None" = None,
+    decoder: "str | BackendSpec | None" = None,
+) -> dict[str, BackendSpec]:
+    """{"encoder": spec, "decoder": spec} for a model: each side is ``encoder``/``decoder`` if
+    given, else ``backend``; an encoder-only backend (e.g. window) leaves the decoder to
+    ENCODER_ONLY_DECODER. Options a spec leaves out take the preset's attention_defaults."""
+    defaults = preset.attention_defaults
+    enc = parse_backend(encoder if encoder is not None else backend, defaults)
+    if decoder is not None:
+        dec = parse_backend(decoder, defaults)
+    else:
+        side = parse_backend(backend, defaults)
+        dec = parse_backend(ENCODER_ONLY_DECODER, defaults) if side.encoder_only else side
+    if dec.encoder_only:
+        raise ValueError(
+            f"decoder backend {dec.name} is encoder-only (self-attention over a token grid); "
+            "choose a decoder that can cross-attend, e.g. full or stdeform"
+        )
+    return {"encoder": enc, "decoder": dec}
 
-    The model supplies d_model, n_heads, n_levels and n_frames; of the options in BACKEND_OPTIONS
-    those the backend's constructor accepts are passed (``attention_impl`` only when set). An
-    option named explicitly (``explicit``) that the backend does not take raises a ValueError.
+
+def build_model(
+    preset: str | Preset = "quick",
+    backend: "str | BackendSpec" = "stdeform",
+    num_classes: int | None = None,
+    category_ids: list[int] | None = None,
+    max_detections: int | None = None,
+    *,
+    encoder: "str | BackendSpec | None" = None,
+    decoder: "str | BackendSpec | None" = None,
+    **overrides,
+) -> tuple[VisModel, SetCriterion, PostProcess]:
+    """Build (model, criterion, postprocess) for a preset and its attention backends.
+
+    preset: "paper", "quick" or a Preset. backend: a spec (attention.registry), e.g. "full",
+    "full:impl=math", "stdeform:mode=frames,n_points=32", for the encoder's self-attention and
+    the decoder's cross-attention; ``encoder``/``decoder`` choose one side separately (hybrids,
+    see attention_specs). num_classes: the dataset's class count (default: the preset's).
+    category_ids / max_detections: for the postprocess (dataset.cat_ids; best-n per video).
+    overrides: any Preset field (models.presets.Preset), e.g. d_model=48, lr=1e-4.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown attention backend {backend!r}; registered: {sorted(BACKENDS)}")
-    accepted = set(inspect.signature(BACKENDS[backend]).parameters)
-    options = {
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    preset = get_preset(preset, **overrides)
+    specs = attention_specs(preset, backend, encoder, decoder)
+    structure = {
         "d_model": preset.d_model,
         "n_heads": preset.n_heads,
         "n_levels": len(preset.strides),
         "n_frames": preset.num_frames,
     }
-    options = {k: v for k, v in options.items() if k in accepted}
-    for field, keyword in BACKEND_OPTIONS.items():
-        value = getattr(preset, field)
-        if keyword not in accepted:
-            if field in explicit:
-                raise ValueError(
-                    f"override {field}={value!r} is not an option of backend {backend!r} "
-                    f"(it takes {sorted(accepted)})"
-                )
-            continue
-        if value is not None:
-            options[keyword] = value
-    return options
-
-
-def build_model(
-    preset: str | Preset = "quick",
-    backend: str = "stdeform",
-    num_classes: int | None = None,
-    category_ids: list[int] | None = None,
-    max_detections: int | None = None,
-    **overrides,
-) -> tuple[VisModel, SetCriterion, PostProcess]:
-    """Build (model, criterion, postprocess) for a preset and an attention backend.
-
-    preset: "paper", "quick" or a Preset. backend: a name in attention.registry.BACKENDS
-    ("full", "stdeform"). num_classes: the dataset's class count (default: the preset's).
-    category_ids / max_detections: for the postprocess (dataset.cat_ids; best-n per video).
-
-    overrides: any Preset field (see models.presets.Preset), notably
-      backend options  attention_impl ("sdpa" | "math" for full; "op" | "reference" for
-                       stdeform), n_points (K), mode ("3d" | "frames" | "frame"), window;
-      architecture     backbone, backbone_weights (path), backbone_norm, train_backbone_from,
-                       strides, mask_strides, num_frames, d_model, n_heads, enc_layers,
-                       dec_layers, dim_feedforward, dropout, n_instances, query_embed, mask_dim;
-      losses           aux_loss, focal_loss, mask_loss, mask_frames, mask_resolution,
-                       no_object_weight, loss_ce, loss_bbox, loss_giou, loss_mask, loss_dice,
-                       cost_class, cost_bbox, cost_giou, cost_dice;
-      input/training   short_side, max_size, lr, lr_backbone, lr_offsets_mult, weight_decay,
-                       clip_max_norm, batch_size (read by the training harness, not the model).
-    A backend option the chosen backend does not take (e.g. n_points for "full") raises.
-    e.g. build_model("quick", "full", attention_impl="math"),
-         build_model("quick", "stdeform", n_points=32, mode="frames").
-    """
-    if num_classes is not None:
-        overrides["num_classes"] = num_classes
-    preset = get_preset(preset, **overrides)
-    options = backend_options(preset, backend, set(overrides))
     backbone = build_backbone(preset)
     transformer = Transformer(
-        attention=lambda: build_attention(backend, **options),
+        lambda i: build_attention(specs["encoder"], **structure, layer_index=i),
+        lambda i: build_attention(specs["decoder"], **structure, layer_index=i),
         in_channels=[backbone.num_channels[s] for s in preset.strides],
         d_model=preset.d_model,
         n_heads=preset.n_heads,
@@ -117,8 +102,9 @@ def build_model(
         aux_loss=preset.aux_loss,
         focal_loss=preset.focal_loss,
         query_embed=preset.query_embed,
+        preset=preset,
+        attention=specs,
     )
-    model.preset = preset
     criterion = build_criterion(
         preset, preset.num_classes, build_matcher(preset), model.mask_stride
     )
@@ -165,7 +151,7 @@ __all__ = [
     "SequenceMatcher",
     "SetCriterion",
     "VisModel",
-    "backend_options",
+    "attention_specs",
     "build_model",
     "build_optimizer",
     "get_preset",

@@ -1,42 +1,29 @@
 """Model presets: ``paper`` (the poster's scale) and ``quick`` (trains on 2 CPU cores in minutes).
 
-A preset is a frozen dataclass; ``get_preset(name, **overrides)`` applies overrides with
-dataclasses.replace (an unknown name raises a ValueError listing the valid fields).
+A preset is a frozen dataclass holding every choice that defines a VIS model, its losses, its
+input size and its training recipe; ``get_preset(name, **overrides)`` applies overrides with
+dataclasses.replace (an unknown name raises a ValueError listing the valid fields). The attention
+backends are not part of a preset: the model takes them as specs (attention.registry); a preset
+only supplies per-backend option defaults (``attention_defaults``, e.g. its K).
 
 ``paper``: VisTR / Deformable VisTR at YouTube-VIS scale — ResNet-50 (frozen BN), T=36, input short
 side 300 (max 540), stride-32 features (one level), d=384, 8 heads, 6 + 6 layers, FFN 2048,
-10 instances per frame (360 queries), K=32 points (stdeform, mode 3d). Used to measure FLOPs, FPS
-and memory; training it needs GPUs.
+10 instances per frame (360 queries), K=32. Measures FLOPs, FPS and memory; training it needs GPUs.
 
-``quick``: the synthetic benchmark (128x128 frames of 1-4 shapes, 6 classes) trained on 2 CPU
-cores (one training step, batch 2, takes ~0.35 s there: ~1700 steps in 10 minutes).
-- ResNet-18 truncated after layer3 (no layer4: strides 4, 8, 16 only), GroupNorm instead of
-  frozen BN (there are no pretrained statistics to freeze, and batches of 12 frames are too small
-  for BatchNorm), the whole backbone trained (the convolutions are ~55% of a step).
-- The transformer runs on one level at stride 16 (8x8 tokens per frame, T=6: 384 tokens), d=96
-  (divisible by 6 for the 3D sine and by 4 heads), 2 encoder + 2 decoder layers, FFN 384, K=16.
-  A second level at stride 8 cost 25% more per step for no gain in a 800-step comparison.
-- 8 instances per frame (48 queries): better mask and box losses than 5 at equal time.
-- Factorized query embeddings (instance + frame): a sequence's T queries start out agreeing on
-  one instance; AP 0.034 vs 0.027 for VisTR's per-query embeddings after 1200 steps.
-- Masks: FPN over strides 16, 8 and 4 (logits at stride 4, 32x32; stride 8 is too coarse for the
-  small shapes), the mask losses computed at the input resolution, and Mask2Former's weights
-  (mask 5, dice 5, dice in the matching cost 5) instead of VisTR's 1 and 1: masks are what AP
-  measures, and with weight 1 they lagged far behind the boxes.
-- Cross-entropy classification (focal gave the same AP), AdamW lr 2e-4 (1e-3 was worse,
-  4e-4 no better), batch 2 (batch 1 and 4 no better at equal time).
-Measured (2026-11, 2 CPU cores): from scratch, masks and boxes learn but the class (shape) stays
-at chance level for the first ~1200 steps (AP ~0.03). Hence bench.ablate first pretrains the
-backbone for 800 iterations on per-pixel shape classes (~4 minutes), shared by all runs; from
-there a 7.5-minute stdeform run reaches AP ~0.38, AP50 ~0.59-0.64 (K=16 / K=32, scored with mask
-quality; ~0.34 / ~0.57 with the class probability alone), while full attention stays at AP ~0.05:
-it learns much slower, as the poster reports.
+``quick``: the synthetic benchmark (128x128 frames of 1-4 shapes, 6 classes) on 2 CPU cores:
+ResNet-18 to layer3 with GroupNorm (no pretrained statistics to freeze; batches too small for
+BatchNorm), one transformer level at stride 16 (8x8 tokens per frame, T=6: 384 tokens), d=96,
+4 heads, 2 + 2 layers, FFN 384, 8 instances per frame, factorised query embeddings, a mask FPN
+over strides 16, 8, 4, Mask2Former's mask and dice weights (5, 5, dice cost 5), K=16, AdamW
+lr 2e-4, batch 2. Why each choice was made, with the measurements behind it: docs/tuning.md.
 """
 
 import dataclasses
 from dataclasses import dataclass
 
 from models.backbone import NORMS, RESNETS, STAGE_STRIDES, STAGES
+from models.criterion import MASK_FRAMES, MASK_LOSSES, MASK_RESOLUTIONS
+from models.vis_model import QUERY_EMBEDS
 
 
 @dataclass(frozen=True)
@@ -66,11 +53,10 @@ class Preset:
     n_instances: int = 10  # per frame: T * n_instances queries
     query_embed: str = "per_query"  # per_query (VisTR) | factorized (instance + frame)
     mask_dim: int = 384  # pixel / mask embedding channels
-    # attention backend options (passed to the backends that take them)
-    attention_impl: str | None = None  # full: sdpa | math; stdeform: op | reference
-    n_points: int = 32  # stdeform K
-    mode: str = "3d"  # stdeform: 3d | frames | frame
-    window: int | None = None  # stdeform frames mode: temporal window (default all T)
+    # per backend name, option values where a spec names none (attention.registry.parse_backend)
+    attention_defaults: dict = dataclasses.field(
+        default_factory=lambda: {"stdeform": {"n_points": 32}}
+    )
     # losses and matching
     aux_loss: bool = True
     focal_loss: bool = False
@@ -113,16 +99,14 @@ class Preset:
         for name in ("num_classes", "num_frames", "n_instances", "enc_layers", "dec_layers"):
             if getattr(self, name) < (0 if name == "enc_layers" else 1):
                 problems.append(f"{name}={getattr(self, name)}")
-        if self.query_embed not in ("per_query", "factorized"):
-            problems.append(f"query_embed={self.query_embed!r} (per_query | factorized)")
-        if self.mode not in ("3d", "frames", "frame"):
-            problems.append(f"mode={self.mode!r} (3d | frames | frame)")
-        if self.mask_loss not in ("focal", "bce"):
-            problems.append(f"mask_loss={self.mask_loss!r} (focal | bce)")
-        if self.mask_resolution not in ("input", "logits"):
-            problems.append(f"mask_resolution={self.mask_resolution!r} (input | logits)")
-        if self.mask_frames not in ("all", "valid"):
-            problems.append(f"mask_frames={self.mask_frames!r} (all | valid)")
+        for name, allowed in (
+            ("query_embed", QUERY_EMBEDS),
+            ("mask_loss", MASK_LOSSES),
+            ("mask_resolution", MASK_RESOLUTIONS),
+            ("mask_frames", MASK_FRAMES),
+        ):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name}={getattr(self, name)!r} ({' | '.join(allowed)})")
         if problems:
             raise ValueError(f"preset {self.name!r}: invalid " + "; ".join(problems))
 
@@ -149,7 +133,7 @@ QUICK = Preset(
     n_instances=8,
     query_embed="factorized",
     mask_dim=64,
-    n_points=16,
+    attention_defaults={"stdeform": {"n_points": 16}},
     loss_mask=5.0,
     loss_dice=5.0,
     cost_dice=5.0,

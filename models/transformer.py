@@ -14,9 +14,10 @@ token's position is the 3D sine encoding of its (t, y, x) plus a learned level e
   Deformable DETR), t = the centre of its frame (t + 0.5)/T.
 
 Post-norm layers as DETR, with a final decoder LayerNorm applied to every layer's output (the
-intermediate outputs feed the auxiliary losses). ``attention`` is a zero-argument factory that
-builds every encoder self-attention and decoder cross-attention module: the backend is the only
-thing that differs between models.
+intermediate outputs feed the auxiliary losses). ``encoder_attention(i)`` and
+``decoder_attention(i)`` build layer i's encoder self-attention and decoder cross-attention: the
+backends are the only thing that differs between models, and the encoder's and the decoder's
+may differ (hybrids).
 """
 
 import math
@@ -89,7 +90,8 @@ class Transformer(nn.Module):
 
     def __init__(
         self,
-        attention: Callable[[], AttentionBackend],
+        encoder_attention: Callable[[int], AttentionBackend],
+        decoder_attention: Callable[[int], AttentionBackend],
         in_channels: list[int],
         d_model: int = 256,
         n_heads: int = 8,
@@ -107,11 +109,12 @@ class Transformer(nn.Module):
         self.level_embed = nn.Parameter(torch.empty(self.n_levels, d_model))
         self.position = PositionEmbeddingSine3D(d_model)
         self.encoder = nn.ModuleList(
-            EncoderLayer(attention(), d_model, dim_feedforward, dropout) for _ in range(enc_layers)
+            EncoderLayer(encoder_attention(i), d_model, dim_feedforward, dropout)
+            for i in range(enc_layers)
         )
         self.decoder = nn.ModuleList(
-            DecoderLayer(attention(), d_model, n_heads, dim_feedforward, dropout)
-            for _ in range(dec_layers)
+            DecoderLayer(decoder_attention(i), d_model, n_heads, dim_feedforward, dropout)
+            for i in range(dec_layers)
         )
         self.decoder_norm = nn.LayerNorm(d_model)
         self.reference_points = nn.Linear(d_model, 2)  # query embedding -> (x, y) logits

@@ -47,8 +47,14 @@ class VisModel(nn.Module):
         aux_loss: bool = True,
         focal_loss: bool = False,
         query_embed: str = "per_query",
+        preset=None,
+        attention: dict | None = None,
     ):
+        """preset: the models.presets.Preset it was built from (input size and training recipe,
+        read by the harness); attention: {"encoder": spec, "decoder": spec}, the
+        attention.registry.BackendSpec of each side, as results record them."""
         super().__init__()
+        self.preset, self.attention = preset, attention or {}
         d = transformer.d_model
         self.backbone, self.transformer = backbone, transformer
         self.num_classes, self.num_frames, self.n_instances = num_classes, num_frames, n_instances
@@ -122,9 +128,3 @@ class VisModel(nn.Module):
             )
         if bool(padding_mask[:, 0, 0].any()):
             raise ValueError("padding_mask marks the top-left pixel as padding (an empty image?)")
-
-    def attention_options(self) -> dict:
-        """The backend's name and options (e.g. impl, mode, K), as recorded in results."""
-        backend = self.transformer.encoder[0].self_attn if self.transformer.encoder else None
-        backend = backend or self.transformer.decoder[0].cross_attn
-        return {"backend": backend.name, **backend.options()}

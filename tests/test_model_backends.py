@@ -26,18 +26,17 @@ TINY = dict(
     num_classes=3,
 )
 CONFIGS = {
-    "full-sdpa": ("full", {"attention_impl": "sdpa"}),
-    "full-math": ("full", {"attention_impl": "math"}),
-    "stdeform-3d": ("stdeform", {"mode": "3d", "n_points": 4}),
-    "stdeform-frames": ("stdeform", {"mode": "frames", "n_points": 4}),
-    "stdeform-frame": ("stdeform", {"mode": "frame", "n_points": 4}),
+    "full-sdpa": "full:impl=sdpa",
+    "full-math": "full:impl=math",
+    "stdeform-3d": "stdeform:mode=3d,n_points=4",
+    "stdeform-frames": "stdeform:mode=frames,n_points=4",
+    "stdeform-frame": "stdeform:mode=frame,n_points=4",
 }
 H, W = 64, 48
 
 
 def tiny_model(config: str, **overrides):
-    backend, options = CONFIGS[config]
-    return build_model("quick", backend, **{**TINY, **options, **overrides})
+    return build_model("quick", CONFIGS[config], **{**TINY, **overrides})
 
 
 def clip_batch(B: int = 2, T: int = 2, seed: int = 0):
@@ -174,16 +173,42 @@ def test_model_rejects_bad_inputs():
 
 
 def test_backend_options_reach_the_modules():
-    model, _, _ = tiny_model("stdeform-frames", n_points=3)
-    assert model.attention_options() == {
-        "backend": "stdeform", "mode": "frames", "K": 3, "window": 2
-    }  # fmt: skip
+    model, _, _ = build_model("quick", "stdeform:mode=frames,n_points=3,window=1", **TINY)
+    transformer = model.transformer
+    attentions = [layer.self_attn for layer in transformer.encoder]
+    attentions += [layer.cross_attn for layer in transformer.decoder]
+    for attention in attentions:
+        assert attention.options() == {"mode": "frames", "n_points": 3, "window": 1, "impl": "op"}
+    assert model.attention["encoder"] == model.attention["decoder"]
     model, _, _ = tiny_model("full-math")
-    assert model.attention_options() == {"backend": "full", "impl": "math"}
+    assert model.transformer.encoder[0].self_attn.impl == "math"
+    assert model.attention["encoder"].identity == {"impl": "math"}
     with pytest.raises(ValueError, match="n_points"):
-        build_model("quick", "full", n_points=8)
+        build_model("quick", "full:n_points=8")
     with pytest.raises(ValueError, match="unknown attention backend"):
         build_model("quick", "sparse")
+
+
+def test_the_preset_supplies_option_defaults_a_spec_leaves_out():
+    model, _, _ = build_model("quick", "stdeform", **TINY)
+    assert model.attention["encoder"].options["n_points"] == 16  # quick's K
+    model, _, _ = build_model("quick", "stdeform", attention_defaults={}, **TINY)
+    assert model.attention["encoder"].options["n_points"] == 32  # the backend's own default
+
+
+@pytest.mark.parametrize(
+    "encoder, decoder",
+    [("full", "stdeform:n_points=2"), ("stdeform:n_points=2", "full"), ("full", "full")],
+)
+def test_hybrids_put_each_backend_on_its_side(encoder, decoder):
+    model, criterion, _ = build_model("quick", encoder=encoder, decoder=decoder, **TINY)
+    assert model.attention["encoder"].name == encoder.split(":")[0]
+    assert model.attention["decoder"].name == decoder.split(":")[0]
+    assert model.transformer.encoder[0].self_attn.name == encoder.split(":")[0]
+    assert model.transformer.decoder[0].cross_attn.name == decoder.split(":")[0]
+    clips, mask, targets = clip_batch()
+    losses = criterion(model(clips, mask), targets)
+    sum(criterion.weight_dict[k] * v for k, v in losses.items()).backward()
 
 
 @pytest.mark.parametrize("config", ["full-sdpa", "stdeform-3d"])

@@ -9,11 +9,11 @@ import torch
 from models import build_model, get_preset
 
 CONFIGS = {
-    "full-sdpa": ("full", {"attention_impl": "sdpa"}),
-    "full-math": ("full", {"attention_impl": "math"}),
-    "stdeform-3d": ("stdeform", {"mode": "3d"}),
-    "stdeform-frames": ("stdeform", {"mode": "frames"}),
-    "stdeform-frame": ("stdeform", {"mode": "frame"}),
+    "full-sdpa": "full:impl=sdpa",
+    "full-math": "full:impl=math",
+    "stdeform-3d": "stdeform:mode=3d",
+    "stdeform-frames": "stdeform:mode=frames",
+    "stdeform-frame": "stdeform:mode=frame",
 }
 
 
@@ -21,13 +21,13 @@ CONFIGS = {
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_paper_preset_forward_at_input_size(config):
     torch.manual_seed(0)
-    backend, options = CONFIGS[config]
-    model, _, _ = build_model("paper", backend, num_frames=4, **options)
+    model, _, _ = build_model("paper", CONFIGS[config], num_frames=4)
     preset = get_preset("paper")
     assert model.preset.d_model == preset.d_model == 384
-    assert model.attention_options()["backend"] == backend
-    if backend == "stdeform":
-        assert model.attention_options()["K"] == 32
+    spec = model.attention["encoder"]
+    assert spec.name == CONFIGS[config].split(":")[0]
+    if spec.name == "stdeform":
+        assert spec.options["n_points"] == 32
     model.eval()
     H, W = preset.short_side, preset.max_size  # 300 x 540
     clips = torch.randn(1, 4, 3, H, W)

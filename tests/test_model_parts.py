@@ -118,8 +118,8 @@ def test_token_layout_and_encoder_reference_points():
 @pytest.mark.parametrize("query_embed", ["per_query", "factorized"])
 def test_decoder_queries_are_frame_major(query_embed):
     model, _, _ = build_model(
-        "quick", "stdeform", num_frames=3, n_instances=2, d_model=24, enc_layers=1,
-        dec_layers=1, dim_feedforward=16, mask_dim=8, n_points=2, strides=(8, 16),
+        "quick", "stdeform:n_points=2", num_frames=3, n_instances=2, d_model=24, enc_layers=1,
+        dec_layers=1, dim_feedforward=16, mask_dim=8, strides=(8, 16),
         query_embed=query_embed,
     )  # fmt: skip
     queries = model.queries()
@@ -149,24 +149,26 @@ def test_presets():
     assert (PAPER.strides, PAPER.d_model, PAPER.n_heads, PAPER.enc_layers, PAPER.dec_layers) == (
         (32,), 384, 8, 6, 6
     )  # fmt: skip
-    assert (PAPER.dim_feedforward, PAPER.n_instances, PAPER.n_points, PAPER.mode) == (
-        2048, 10, 32, "3d"
+    assert (PAPER.dim_feedforward, PAPER.n_instances, PAPER.attention_defaults) == (
+        2048, 10, {"stdeform": {"n_points": 32}}
     )  # fmt: skip
     assert QUICK.d_model % 6 == 0 and QUICK.d_model % QUICK.n_heads == 0
-    assert get_preset("quick", n_points=32).n_points == 32
-    with pytest.raises(ValueError, match="unknown preset override.*n_pionts.*n_points"):
-        get_preset("quick", n_pionts=32)
+    assert get_preset("quick", d_model=48).d_model == 48
+    with pytest.raises(ValueError, match="unknown preset override.*d_modle.*d_model"):
+        get_preset("quick", d_modle=32)
+    with pytest.raises(ValueError, match="mask_loss='dice' \\(focal \\| bce\\)"):
+        get_preset("quick", mask_loss="dice")
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         get_preset("huge")
     with pytest.raises(ValueError, match="d_model=100"):
         get_preset("quick", d_model=100)
     with pytest.raises(ValueError, match="strides"):
         get_preset("quick", strides=(16, 8))
-    assert "n_points" in preset_fields() and "name" not in preset_fields()
+    assert "d_model" in preset_fields() and "name" not in preset_fields()
 
 
 def test_build_model_returns_consistent_parts():
-    model, criterion, post = build_model("quick", "full", num_classes=4, attention_impl="math")
+    model, criterion, post = build_model("quick", "full:impl=math", num_classes=4)
     assert model.class_embed.out_features == 5 and criterion.num_classes == 4
     assert model.preset.num_classes == 4
     assert post.mask_stride == model.mask_stride == criterion.mask_stride == 4

@@ -207,8 +207,8 @@ def test_short_video_is_looped_and_cropped_back():
 def test_runner_with_the_real_model():
     torch.manual_seed(0)
     model, _, post = build_model(
-        "quick", "stdeform", num_frames=3, d_model=24, enc_layers=1, dec_layers=1,
-        dim_feedforward=32, n_instances=2, mask_dim=16, n_points=2, num_classes=3,
+        "quick", "stdeform:n_points=2", num_frames=3, d_model=24, enc_layers=1, dec_layers=1,
+        dim_feedforward=32, n_instances=2, mask_dim=16, num_classes=3,
         category_ids=CATEGORY_IDS,
     )  # fmt: skip
     model.eval()
