@@ -1,64 +1,128 @@
-"""The K ablation and the full-attention baseline: ``python -m bench.ablate --k 16 32``.
+"""The ablation: ``python -m bench.ablate --k 16 32``.
 
-Trains the full-attention baseline and one ``stdeform`` run per K (per seed), each in its own
-process (bench.isolation), on the synthetic set by default (generated when absent), then prints
-and saves the table: backbone, backend, mode, K, AP, AP50, AP75, AR1, AR10, device-hours and
-epochs to the target AP, peak memory.
+    python -m bench.ablate --k 16 32                  # full attention + stdeform frames K=16, 32
+    python -m bench.ablate --backends full stdeform:mode=frames stdeform:mode=3d --k 16 32
+    python -m bench.ablate --backends window:size=2x4x4 neighborhood --seeds 0 1 2
+    python -m bench.ablate --hybrids full/stdeform:mode=frames,n_points=32 \\
+                                     stdeform:mode=frames,n_points=32/full
+
+Each configuration (a backend spec for both sides, or an encoder/decoder pair) trains once per
+seed, each run in its own process (bench.isolation); seed s means the same data order and the
+same initial shared weights in every configuration, so configurations are compared seed by seed.
+``--k`` sets n_points of every spec whose backend has that option (one configuration per K).
+Every run starts from one backbone pretrained on a synthetic split generated with another seed
+(bench.pretrain), unless --pretrain-iterations 0. The learning rate of a configuration is its
+encoder backend's entry in the preset's lr_by_backend (from that backend's own sweep, bench.study
+lr), else the preset's lr; --set lr=... overrides it for every run.
 
 Files under --out (default results/):
-    runs/<run>/{log.jsonl, checkpoint.pt, final.json, config.json}   one directory per run
+    runs/<run>/{config.json, checkpoint.pt, log.jsonl, final.json}   one folder per run
     ablation.jsonl    one record per (run, metric) in bench.store's format (later lines win)
-    ablation.csv, ablation.md   the table
+    ablation.csv, ablation.md   per configuration: mean ± 95% interval over seeds, how many runs
+                      reached the target; then paired differences between configurations
 
-By default every run starts from the same backbone, pretrained once for --pretrain-iterations on
-per-pixel shape classes of the training frames (bench.pretrain; VisTR starts from pretrained
-weights too, and nothing can be downloaded here); --pretrain-iterations 0 trains from scratch.
-
-Rerunning skips finished runs (those with final.json) and resumes unfinished ones from their
-checkpoints; a run that fails (error, OOM, timeout) is recorded with its status and the others go
-on. The target AP is --target-ap or 90% of the best final AP among the runs.
+A rerun skips finished runs and resumes unfinished ones. A run that fails is recorded with its
+status and the others go on; OOM and timeouts are results, errors are failures: the command
+finishes the sweep, then exits with status 1 and lists what failed. The target AP is --target-ap
+or 90% of the best configuration's mean final AP (bench.convergence).
 """
 
-import argparse
 import dataclasses
-import json
+import itertools
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from bench.convergence import default_target, final_ap, reach, read_log
+from attention.registry import BackendSpec
+from bench import cli
+from bench.convergence import TARGET_FLOOR, default_target, final_ap, reach
 from bench.environment import environment
 from bench.isolation import run_isolated
+from bench.method import method_fields, method_label, slug
+from bench.runfiles import RunFiles
+from bench.stats import METHOD, mean_interval, paired_difference, verdict
 from bench.store import ResultsStore, record
 from bench.train import TrainConfig, data_paths, parse_overrides
-from models import get_preset
+from models import attention_specs, get_preset
 
+DEFAULT_BACKENDS = ("full", "stdeform:mode=frames")
+DEFAULT_SEEDS = (0, 1, 2)
 SUMMARY_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
+TO_TARGET = (  # metric, key of bench.convergence.reach, unit
+    ("iterations_to_target", "iteration", "iterations"),
+    ("evaluations_to_target", "evaluations", "evaluations"),
+    ("epochs_to_target", "epoch", "epochs"),
+    ("device_hours_to_target", "device_hours", "device-hours"),
+)
 
 
-def plan_runs(args) -> list[TrainConfig]:
-    """One TrainConfig per (backend setting, seed): the baseline(s) first, then K ascending."""
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One configuration of the ablation: the encoder's and the decoder's attention."""
+
+    encoder: BackendSpec
+    decoder: BackendSpec
+
+    @property
+    def fields(self) -> dict:
+        return method_fields({"encoder": self.encoder, "decoder": self.decoder})
+
+    @property
+    def label(self) -> str:
+        fields = self.fields
+        return method_label(fields["backend"], fields["options"], fields["decoder"])
+
+
+def plan_settings(args) -> list[Setting]:
+    """The configurations in order: each --backends spec (one per K where it has n_points),
+    then the hybrids; duplicates dropped."""
+    preset = get_preset(args.preset, **args.overrides)
     settings = []
-    if "full" in args.backends:
-        settings.append(("full", f"full-{args.full_impl}", {"attention_impl": args.full_impl}))
-    if "stdeform" in args.backends:
-        for k in sorted(set(args.k)):
-            settings.append(
-                ("stdeform", f"stdeform-{args.mode}-k{k}", {"n_points": k, "mode": args.mode})
-            )
+    for text in args.backends:
+        specs = attention_specs(preset, text)
+        encoder = specs["encoder"]
+        if args.k and "n_points" in encoder.options:
+            for k in sorted(set(args.k)):
+                with_k = encoder.replace(n_points=k)
+                pure = specs["decoder"] == encoder
+                settings.append(Setting(with_k, with_k if pure else specs["decoder"]))
+        else:
+            settings.append(Setting(specs["encoder"], specs["decoder"]))
+    for text in args.hybrids:
+        encoder, _, decoder = text.partition("/")
+        if not decoder:
+            raise ValueError(f"--hybrids expects ENCODER/DECODER specs, got {text!r}")
+        specs = attention_specs(preset, encoder=encoder, decoder=decoder)
+        settings.append(Setting(specs["encoder"], specs["decoder"]))
+    return list(dict.fromkeys(settings))
+
+
+def learning_rate(setting: Setting, args) -> float:
+    """--set lr=..., else the preset's rate for the encoder's backend, else the preset's lr."""
+    preset = get_preset(args.preset, **args.overrides)
+    if "lr" in args.overrides:
+        return preset.lr
+    return preset.lr_by_backend.get(setting.encoder.name, preset.lr)
+
+
+def plan_runs(settings: list[Setting], args) -> list[TrainConfig]:
+    """One TrainConfig per (seed, configuration)."""
     runs = []
     for seed in args.seeds:
-        for backend, name, overrides in settings:
+        for setting in settings:
             runs.append(
                 TrainConfig(
-                    run=f"{name}-seed{seed}",
+                    run=f"{slug(setting.label)}-seed{seed}",
                     out=str(Path(args.out) / "runs"),
                     preset=args.preset,
-                    backend=backend,
-                    overrides={**overrides, **args.overrides},
+                    backend=str(setting.encoder),
+                    decoder=str(setting.decoder),
+                    overrides={**args.overrides, "lr": learning_rate(setting, args)},
                     data=args.data,
                     iterations=args.iterations,
                     eval_every=args.eval_every,
+                    lr_drop=args.lr_drop,
                     budget_minutes=args.budget_minutes,
                     seed=seed,
                     device=args.device,
@@ -69,25 +133,21 @@ def plan_runs(args) -> list[TrainConfig]:
     return runs
 
 
-def run_case(config: TrainConfig, args) -> dict:
+def run_case(config: TrainConfig) -> dict:
     """The identity of a run in the results (what the reports group by)."""
-    overrides = config.overrides
-    options = (
-        {"impl": overrides.get("attention_impl")}
-        if config.backend == "full"
-        else {"mode": overrides.get("mode"), "K": overrides.get("n_points")}
-    )
+    preset = get_preset(config.preset, **config.overrides)
     return {
         "kind": "ablation",
         "run": config.run,
         "preset": config.preset,
-        "backbone": get_preset(config.preset, **overrides).backbone,
-        "backend": config.backend,
-        "options": options,
+        "backbone": preset.backbone,
+        **method_fields(config.specs()),
         "data": config.data,
         "seed": config.seed,
-        "budget_minutes": config.budget_minutes,
         "iterations": config.iterations,
+        "eval_every": config.eval_every,
+        "lr": preset.lr,
+        "budget_minutes": config.budget_minutes,
         "pretrained_backbone": config.overrides.get("backbone_weights") is not None,
     }
 
@@ -105,6 +165,7 @@ def pretrain(args) -> dict | None:
             "out": str(Path(args.out) / "pretrained"),
             "iterations": args.pretrain_iterations,
             "threads": args.threads,
+            "overrides": args.overrides,
         },
         timeout=3600,
         stream=True,
@@ -119,18 +180,19 @@ def pretrain(args) -> dict | None:
     return outcome.result
 
 
-def train_runs(runs: list[TrainConfig], args) -> dict[str, str]:
+def train_runs(runs: list[TrainConfig]) -> dict[str, str]:
     """Train every unfinished run in its own process; returns run -> status."""
     statuses = {}
     for config in runs:
-        final = config.run_dir / "final.json"
-        if final.exists():
+        files = RunFiles(config.run_dir)
+        files.claim(dataclasses.asdict(config), config.identity())  # refuse a mismatch first
+        if files.finished():
             statuses[config.run] = "ok"
             print(f"[ablate] {config.run}: finished before, skipped")
             continue
-        resumed = (config.run_dir / "checkpoint.pt").exists()
+        resumed = files.checkpoint.exists()
         print(f"[ablate] {config.run}: {'resuming' if resumed else 'training'}", flush=True)
-        timeout = (config.budget_minutes or 60) * 60 * 1.5 + 600
+        timeout = (config.budget_minutes or 60 * 24) * 60 * 1.5 + 600
         outcome = run_isolated(
             "bench.train:train_from_dict",
             {"config": dataclasses.asdict(config)},
@@ -143,128 +205,193 @@ def train_runs(runs: list[TrainConfig], args) -> dict[str, str]:
     return statuses
 
 
-TO_TARGET = (  # metric, key of bench.convergence.reach, unit
-    ("device_hours_to_target", "device_hours", "device-hours"),
-    ("epochs_to_target", "epoch", "epochs"),
-    ("iterations_to_target", "iteration", "iterations"),
-)
-
-
-def run_records(case: dict, final: dict, reached: dict | None, target: float | None, env: dict):
+def run_records(case: dict, final: dict, reached: dict | None, target: float | None) -> list:
     """The store records of one finished run: final metrics, convergence, cost."""
+    env = final["environment"]  # where the run was trained (it may come from another commit)
+    extra = {"run_status": final["status"]}  # "budget": cut short by the safety cap
     metrics = final["metrics"]
-    records = [record(case, m, metrics.get(m), "", env) for m in SUMMARY_METRICS]
-    why = {} if reached else {"reason": "not reached"}
+    records = [record(case, m, metrics.get(m), "", env, **extra) for m in SUMMARY_METRICS]
+    why = {} if reached else {"reason": "not reached" if target is not None else "no target"}
     for metric, key, unit in TO_TARGET:
         value = reached[key] if reached else None
-        records.append(record(case, metric, value, unit, env, target_AP=target, **why))
-    records += [
-        record(case, "device_hours", final["device_hours"], "device-hours", env),
-        record(case, "epochs", final["epochs"], "epochs", env),
-        record(case, "peak_memory", final["peak_memory_MiB"], "MiB", env),
-    ]
+        records.append(record(case, metric, value, unit, env, target_AP=target, **why, **extra))
+    for metric, value, unit in (
+        ("iterations", final["iterations"], "iterations"),
+        ("evaluations", final.get("evaluations"), "evaluations"),
+        ("device_hours", final["device_hours"], "device-hours"),
+        ("eval_seconds", final.get("eval_s"), "s"),
+        ("epochs", final["epochs"], "epochs"),
+        ("peak_memory", final["peak_memory_MiB"], "MiB"),
+    ):
+        records.append(record(case, metric, value, unit, env, **extra))
     return records
 
 
-def summarise(runs: list[TrainConfig], statuses: dict[str, str], args) -> pd.DataFrame:
-    """Append one record per (run, metric) to ablation.jsonl and return the table."""
-    logs = {config.run: read_log(config.run_dir / "log.jsonl") for config in runs}
-    finals = {}
-    for config in runs:
-        path = config.run_dir / "final.json"
-        finals[config.run] = json.loads(path.read_text()) if path.exists() else None
+def summarise(runs, settings, statuses, args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Append one record per (run, metric) to ablation.jsonl; return the configuration table and
+    the paired differences."""
+    by_setting = {s: [c for c in runs if c.decoder == str(s.decoder) and c.backend == str(s.encoder)]
+                  for s in settings}  # fmt: skip
+    logs = {c.run: RunFiles(c.run_dir).read_log() for c in runs}
+    finals = {c.run: RunFiles(c.run_dir).finished() for c in runs}
+    usable = {c.run for c in runs if finals[c.run] and finals[c.run]["status"] == "ok"}
     target = args.target_ap
     if target is None:
-        target = default_target([final_ap(logs[c.run]) for c in runs if finals[c.run]])
+        means = [mean_interval([final_ap(logs[c.run]) for c in group if c.run in usable])
+                 for group in by_setting.values()]  # fmt: skip
+        target = default_target([m.value if m else None for m in means])
     store = ResultsStore(Path(args.out) / "ablation.jsonl")
     env = environment(args.device)
-    rows = []
+    reached = {}
     for config in runs:
-        case = run_case(config, args)
+        case = run_case(config)
         final = finals[config.run]
-        row = {"run": config.run, "backbone": case["backbone"], "backend": config.backend}
-        row |= {"mode": case["options"].get("mode"), "K": case["options"].get("K")}
         if final is None:
             status = statuses.get(config.run, "not run")
             store.append(*(record(case, m, None, "", env, status=status) for m in SUMMARY_METRICS))
-            rows.append(row | {"status": status})
             continue
-        reached = reach(logs[config.run], target) if target is not None else None
-        # the run's own environment (a run finished before may come from another commit);
-        # final.json files written before it was recorded fall back to this process's
-        run_env = final.get("environment") or (
-            env | {"device_name": final["device_name"], "device_count": final["n_devices"]}
+        reached[config.run] = reach(logs[config.run], target) if target is not None else None
+        store.append(*run_records(case, final, reached[config.run], target))
+
+    rows, values = [], {}
+    for setting, group in by_setting.items():
+        done = [c for c in group if c.run in usable]
+        values[setting] = {c.seed: final_ap(logs[c.run]) for c in done}
+        row = {"configuration": setting.label, "lr": learning_rate(setting, args)}
+        row["runs ok / planned"] = f"{len(done)} / {len(group)}"
+        for metric in ("AP", "AP50", "AP75"):
+            interval = mean_interval([finals[c.run]["metrics"].get(metric) for c in done])
+            row[f"{metric} (%)"] = _percent(interval)
+        hits = [reached[c.run]["iteration"] for c in done if reached.get(c.run)]
+        row["reached target"] = f"{len(hits)} of {len(done)}" if target is not None else "no target"
+        row["iterations to target"] = _plain(mean_interval(hits))
+        cut = [c.run for c in group if finals[c.run] and finals[c.run]["status"] != "ok"]
+        failed = [c.run for c in group if not finals[c.run]]
+        row["excluded"] = ", ".join(
+            [*(f"{r} (budget)" for r in cut), *(f"{r} (failed)" for r in failed)]
         )
-        store.append(*run_records(case, final, reached, target, run_env))
-        not_reached = "not reached"
-        rows.append(
-            row
-            | {m: final["metrics"].get(m) for m in SUMMARY_METRICS}
-            | {
-                "device-h to target": reached["device_hours"] if reached else not_reached,
-                "epochs to target": reached["epoch"] if reached else not_reached,
-                "device-h": final["device_hours"],
-                "epochs": final["epochs"],
-                "peak memory (MiB)": final["peak_memory_MiB"],
-                "status": "ok",
-            }
-        )
+        rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["target_AP"] = target
-    return table
+    return table, differences(settings, values)
 
 
-def main(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--k", type=int, nargs="+", default=[16, 32], help="sampling points K")
-    parser.add_argument(
-        "--backends", nargs="+", default=["full", "stdeform"], choices=["full", "stdeform"]
-    )
-    parser.add_argument("--mode", default="3d", choices=["3d", "frames", "frame"])
-    parser.add_argument("--full-impl", default="sdpa", choices=["sdpa", "math"])
+def _without_k(setting: Setting) -> tuple:
+    """What a configuration is apart from its encoder's K (and the decoder's, when the same)."""
+    encoder = setting.encoder.replace(n_points=1)
+    decoder = encoder if setting.decoder == setting.encoder else setting.decoder
+    return (str(encoder), str(decoder))
+
+
+def differences(settings: list[Setting], values: dict) -> pd.DataFrame:
+    """Paired AP differences: each configuration against the first dense one (full encoder and
+    decoder), and each K against the next larger K of the same configuration."""
+    dense = next((s for s in settings if s.encoder.name == s.decoder.name == "full"), None)
+    pairs = [(dense, s) for s in settings if dense is not None and s != dense]
+    families: dict[tuple, list[Setting]] = {}
+    for setting in settings:
+        if "n_points" in setting.encoder.options:
+            families.setdefault(_without_k(setting), []).append(setting)
+    for family in families.values():
+        family.sort(key=lambda s: s.encoder.options["n_points"])
+        pairs += list(itertools.pairwise(family))
+    rows = []
+    for a, b in pairs:
+        interval = paired_difference(values[a], values[b])
+        rows.append(
+            {
+                "comparison": f"{b.label} − {a.label}",
+                "AP difference (points)": _percent(interval),
+                "seeds": interval.n if interval else 0,
+                "verdict": verdict(interval),
+            }
+        )
+    return pd.DataFrame(rows, columns=["comparison", "AP difference (points)", "seeds", "verdict"])
+
+
+def _percent(interval) -> str:
+    if interval is None:
+        return "—"
+    if interval.low is None:
+        return f"{100 * interval.value:.1f} (n=1)"
+    return f"{100 * interval.value:.1f} ± {100 * interval.half_width:.1f} (n={interval.n})"
+
+
+def _plain(interval) -> str:
+    if interval is None:
+        return "—"
+    if interval.low is None:
+        return f"{interval.value:.0f} (n=1)"
+    return f"{interval.value:.0f} ± {interval.half_width:.0f} (n={interval.n})"
+
+
+def build_parser():
+    parser = cli.parser("python -m bench.ablate", __doc__)
+    parser.add_argument("--k", type=cli.positive_int, nargs="+", default=[16, 32],
+                        help="n_points (K) of every spec that has it")  # fmt: skip
+    parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="SPEC",
+                        help="attention specs, each for both sides (attention.registry)")  # fmt: skip
+    parser.add_argument("--hybrids", nargs="*", default=[], metavar="ENC/DEC",
+                        help="encoder/decoder spec pairs, e.g. full/stdeform:mode=frames")  # fmt: skip
+    parser.add_argument("--seeds", type=cli.nonnegative_int, nargs="+", default=list(DEFAULT_SEEDS),
+                        help="one run per seed and configuration (paired across configurations)")  # fmt: skip
     parser.add_argument(
         "--data", default="synthetic", help="'synthetic' or a YouTube-VIS directory"
     )
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
-    parser.add_argument("--budget-minutes", type=float, default=7.5, help="wall-clock per run")
-    parser.add_argument("--iterations", type=int, default=TrainConfig.iterations)
-    parser.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument(
-        "--target-ap", type=float, default=None, help="default: 0.9 x best final AP"
-    )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--val-videos", type=int, default=None)
-    parser.add_argument(
-        "--set", nargs="*", default=[], metavar="NAME=VALUE", help="model overrides for every run"
-    )
-    parser.add_argument(
-        "--pretrain-iterations",
-        type=int,
-        default=800,
-        help="shared backbone pretraining (bench.pretrain); 0 = from scratch",
-    )
-    parser.add_argument("--out", default="results")
-    args = parser.parse_args(argv)
+    parser.add_argument("--iterations", type=cli.positive_int, default=TrainConfig.iterations,
+                        help="optimizer steps per run")  # fmt: skip
+    parser.add_argument("--eval-every", type=cli.positive_int, default=TrainConfig.eval_every,
+                        help="evaluate every this many iterations and at the end")  # fmt: skip
+    parser.add_argument("--lr-drop", type=cli.fraction, default=TrainConfig.lr_drop,
+                        help="the learning rate drops x0.1 after this fraction of the iterations")  # fmt: skip
+    parser.add_argument("--budget-minutes", type=cli.positive_float, default=None,
+                        help="safety cap per run on wall clock; a run it stops is excluded")  # fmt: skip
+    parser.add_argument("--target-ap", type=cli.fraction, default=None,
+                        help="target AP as a fraction; default 0.9 x the best configuration's "
+                        f"mean final AP (no target below {TARGET_FLOOR})")  # fmt: skip
+    parser.add_argument("--device", type=cli.device, default="cpu", help="cpu, cuda or cuda:<i>")
+    parser.add_argument("--threads", type=cli.positive_int, default=None,
+                        help="torch threads per run (default: torch's)")  # fmt: skip
+    parser.add_argument("--val-videos", type=cli.positive_int, default=None,
+                        help="evaluate on the first n val videos (default: all)")  # fmt: skip
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="preset overrides for every run (models.presets.Preset fields)")  # fmt: skip
+    parser.add_argument("--pretrain-iterations", type=cli.nonnegative_int, default=800,
+                        help="shared backbone pretraining (bench.pretrain); 0 = from scratch")  # fmt: skip
+    parser.add_argument("--out", default="results", help="results folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    args = build_parser().parse_args(argv)
     args.overrides = parse_overrides(args.set)
+    settings = plan_settings(args)  # every spec checked before any work
+    out = cli.writable_dir(args.out)
     pretrained = pretrain(args)
     if pretrained is not None:
         args.overrides.setdefault("backbone_weights", pretrained["weights"])
-    runs = plan_runs(args)
-    statuses = train_runs(runs, args)
-    table = summarise(runs, statuses, args)
-    out = Path(args.out)
+    runs = plan_runs(settings, args)
+    statuses = train_runs(runs)
+    table, diffs = summarise(runs, settings, statuses, args)
     table.to_csv(out / "ablation.csv", index=False)
-    markdown = table.to_markdown(index=False, floatfmt=".3g")
-    (out / "ablation.md").write_text(f"target AP: {table.attrs['target_AP']}\n\n{markdown}\n")
-    print(
-        f"\ntarget AP: {table.attrs['target_AP']}\n{markdown}\n\nwritten: {out / 'ablation.jsonl'}, {out / 'ablation.csv'}"
+    target = table.attrs["target_AP"]
+    target_text = f"{100 * target:.1f} %" if target is not None else "none"
+    text = (
+        f"target AP: {target_text}; intervals: {METHOD}\n\n"
+        f"{table.to_markdown(index=False)}\n\n{diffs.to_markdown(index=False)}\n"
     )
-    return table
+    (out / "ablation.md").write_text(text)
+    print(
+        f"\n{text}\nwritten: {out / 'ablation.jsonl'}, {out / 'ablation.csv'}, {out / 'ablation.md'}"
+    )
+    failed = {run: s for run, s in statuses.items() if s.startswith("error")}
+    if failed:
+        for run, status in failed.items():
+            print(f"[ablate] failed: {run}: {status}", file=sys.stderr)
+        sys.exit(1)
+    return table, diffs
 
 
 if __name__ == "__main__":
-    main()
+    cli.run("python -m bench.ablate", main)

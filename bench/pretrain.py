@@ -29,7 +29,8 @@ from models.backbone import Backbone, build_backbone
 
 
 class SemanticHead(nn.Module):
-    """Per-pixel class logits (C + 1, last = background) from the stride-8 and -16 features."""
+    """Per-pixel class logits (C + 1, last = background) from the mask head's two coarsest skip
+    features (strides 8 and 16 in the quick preset; one, where the mask head has one)."""
 
     def __init__(self, backbone: Backbone, num_classes: int, width: int = 64):
         super().__init__()
@@ -45,9 +46,10 @@ class SemanticHead(nn.Module):
         )
 
     def forward(self, features: dict[int, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        fine = self.laterals[0](features[self.strides[0]])  # (N, w, H/8, W/8)
-        coarse = self.laterals[1](features[self.strides[1]])
-        merged = fine + F.interpolate(coarse, size=fine.shape[-2:], mode="nearest")
+        merged = self.laterals[0](features[self.strides[0]])  # (N, w, H/s, W/s), the finest
+        for lateral, stride in zip(self.laterals[1:], self.strides[1:], strict=True):
+            coarse = lateral(features[stride])
+            merged = merged + F.interpolate(coarse, size=merged.shape[-2:], mode="nearest")
         logits = self.classifier(merged)
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
@@ -70,6 +72,7 @@ def cache_path(out: Path, preset, paths: dict, iterations: int, seed: int) -> Pa
         {
             "backbone": preset.backbone,
             "norm": preset.backbone_norm,
+            "trained_from": preset.train_backbone_from,
             "strides": [preset.strides, preset.mask_strides],
             "size": [preset.short_side, preset.max_size],
             "data": str(paths["train_annotations"]),
@@ -90,11 +93,14 @@ def pretrain_backbone(
     lr: float = 1e-3,
     seed: int = 0,
     threads: int | None = None,
+    overrides: dict | None = None,
 ) -> dict:
-    """Pretrain (or reuse) the preset's backbone; returns {"weights": path, "seconds", ...}."""
+    """Pretrain (or reuse) the backbone of the preset with ``overrides`` (the runs' preset
+    fields: backbone, norm, strides, input size); returns {"weights": path, "seconds", ...}."""
     if threads:
         torch.set_num_threads(threads)
-    preset = get_preset(preset_name)
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "backbone_weights"}
+    preset = get_preset(preset_name, **overrides)
     path = cache_path(Path(out), preset, paths, iterations, seed)
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
@@ -125,7 +131,7 @@ def pretrain_backbone(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += float(loss)
+        loss_sum += loss.item()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(backbone.state_dict(), tmp)

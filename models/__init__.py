@@ -24,6 +24,7 @@ from models.vis_model import VisModel
 
 # the decoder cross-attention of a model whose encoder backend is encoder-only: VisTR's dense one
 ENCODER_ONLY_DECODER = "full"
+SIDES = ("encoder", "decoder")
 
 
 def attention_specs(
@@ -69,6 +70,10 @@ def build_model(
     see attention_specs). num_classes: the dataset's class count (default: the preset's).
     category_ids / max_detections: for the postprocess (dataset.cat_ids; best-n per video).
     overrides: any Preset field (models.presets.Preset), e.g. d_model=48, lr=1e-4.
+
+    Every parameter outside the attention backends is initialised from the global generator in
+    the same order whatever the backends, so the same seed gives the same shared initial weights
+    in every model (backends draw theirs from a stream of their own).
     """
     if num_classes is not None:
         overrides["num_classes"] = num_classes
@@ -81,9 +86,19 @@ def build_model(
         "n_frames": preset.num_frames,
     }
     backbone = build_backbone(preset)
+    seed = torch.initial_seed()
+
+    def attention(side: str, index: int):
+        # each backend draws its initial weights from its own stream, seeded by the global seed,
+        # its side and layer, and leaves the global generator untouched: the model's shared
+        # parts get the same initial weights whatever the backends (paired comparisons)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((seed * 1_000_003 + SIDES.index(side) * 1009 + index) % 2**63)
+            return build_attention(specs[side], **structure, layer_index=index)
+
     transformer = Transformer(
-        lambda i: build_attention(specs["encoder"], **structure, layer_index=i),
-        lambda i: build_attention(specs["decoder"], **structure, layer_index=i),
+        lambda i: attention("encoder", i),
+        lambda i: attention("decoder", i),
         in_channels=[backbone.num_channels[s] for s in preset.strides],
         d_model=preset.d_model,
         n_heads=preset.n_heads,
@@ -117,32 +132,6 @@ def build_model(
     return model, criterion, postprocess
 
 
-def build_optimizer(model: VisModel, preset: Preset | None = None) -> torch.optim.AdamW:
-    """AdamW as Deformable DETR: the backbone at lr_backbone, the sampling-offset projections at
-    lr x lr_offsets_mult, the rest at lr; frozen parameters left out, empty groups dropped."""
-    preset = preset or model.preset
-    groups = {"rest": [], "offsets": [], "backbone": []}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if name.startswith("backbone."):
-            groups["backbone"].append(parameter)
-        elif ".sampling_offsets." in name:
-            groups["offsets"].append(parameter)
-        else:
-            groups["rest"].append(parameter)
-    lrs = {
-        "rest": preset.lr,
-        "offsets": preset.lr * preset.lr_offsets_mult,
-        "backbone": preset.lr_backbone,
-    }
-    return torch.optim.AdamW(
-        [{"params": ps, "lr": lrs[key], "name": key} for key, ps in groups.items() if ps],
-        lr=preset.lr,
-        weight_decay=preset.weight_decay,
-    )
-
-
 __all__ = [
     "PRESETS",
     "InferenceRunner",
@@ -153,6 +142,5 @@ __all__ = [
     "VisModel",
     "attention_specs",
     "build_model",
-    "build_optimizer",
     "get_preset",
 ]

@@ -75,6 +75,9 @@ class Preset:
     cost_dice: float = 0.0
     # optimisation (for the training harness; DETR's AdamW recipe)
     lr: float = 1e-4
+    # per encoder backend name, the learning rate its own sweep chose (bench.study lr); a backend
+    # not listed trains at lr
+    lr_by_backend: dict = dataclasses.field(default_factory=dict)
     lr_backbone: float = 1e-5
     lr_offsets_mult: float = 0.1  # stdeform's sampling-offset projections, as Deformable DETR
     weight_decay: float = 1e-4

@@ -5,26 +5,8 @@ import torch
 
 from attention.base import AttentionBackend
 from models import build_model
+from tests import tiny
 
-# A tiny model that still has every part: two levels (strides 8, 16), two decoder layers (aux
-# outputs), a mask FPN, frozen stem + layer1 (FrozenBatchNorm2d).
-TINY = dict(
-    backbone="resnet18",
-    backbone_norm="frozen",
-    train_backbone_from="layer2",
-    strides=(8, 16),
-    mask_strides=(8,),
-    num_frames=2,
-    d_model=24,
-    n_heads=4,
-    enc_layers=1,
-    dec_layers=2,
-    dim_feedforward=32,
-    dropout=0.0,
-    n_instances=2,
-    mask_dim=16,
-    num_classes=3,
-)
 CONFIGS = {
     "full-sdpa": "full:impl=sdpa",
     "full-math": "full:impl=math",
@@ -33,6 +15,7 @@ CONFIGS = {
     "stdeform-frame": "stdeform:mode=frame,n_points=4",
 }
 H, W = 64, 48
+TINY = {**tiny.TINY, "num_classes": 3}  # clip_batch's labels
 
 
 def tiny_model(config: str, **overrides):
@@ -227,3 +210,21 @@ def test_bfloat16_autocast_training_step(config):
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_the_same_seed_gives_the_same_shared_weights_whatever_the_backends():
+    pairings = [("full", "full"), ("stdeform:n_points=2", "stdeform:n_points=2")]
+    pairings += [("full", "stdeform:n_points=2"), ("stdeform:n_points=4", "full")]
+    shared = []
+    for encoder, decoder in pairings:
+        torch.manual_seed(7)
+        model, _, _ = build_model("quick", encoder=encoder, decoder=decoder, **TINY)
+        attention = attention_parameter_ids(model)
+        shared.append({n: p for n, p in model.named_parameters() if id(p) not in attention})
+    for other in shared[1:]:
+        assert other.keys() == shared[0].keys()
+        for name, parameter in other.items():
+            assert torch.equal(parameter, shared[0][name]), name
+    torch.manual_seed(8)
+    model, _, _ = build_model("quick", "full", **TINY)
+    assert not torch.equal(model.class_embed.weight, shared[0]["class_embed.weight"])

@@ -18,7 +18,8 @@ from scipy.optimize import linear_sum_assignment
 from bench.data.dataset import YTVISClipDataset, collate_clips
 from bench.data.synthetic import generate_synthetic
 from bench.data.transforms import build_transforms
-from models import build_model, build_optimizer
+from bench.engine import build_optimizer
+from models import build_model
 from models.presets import QUICK
 
 STEPS = 120

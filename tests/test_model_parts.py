@@ -175,28 +175,3 @@ def test_build_model_returns_consistent_parts():
     names = {"loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice"}
     aux = {f"{k}_{i}" for k in names for i in range(QUICK.dec_layers - 1)}
     assert set(criterion.weight_dict) == names | aux
-
-
-@pytest.mark.parametrize("backend", ["stdeform", "full"])
-def test_optimizer_groups_follow_deformable_detr(backend):
-    """Backbone at lr_backbone, sampling offsets at lr x lr_offsets_mult, the rest at lr."""
-    from models import build_optimizer
-
-    model, _, _ = build_model("quick", backend, lr=2e-4, lr_backbone=1e-5, lr_offsets_mult=0.1)
-    optimizer = build_optimizer(model)
-    lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
-    names = {id(p): n for n, p in model.named_parameters()}
-    grouped = {
-        group["name"]: {names[id(p)] for p in group["params"]} for group in optimizer.param_groups
-    }
-    assert lrs["rest"] == 2e-4 and lrs["backbone"] == 1e-5
-    assert all(n.startswith("backbone.") for n in grouped["backbone"])
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert set().union(*grouped.values()) == trainable  # every trainable parameter, once
-    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(trainable)
-    offsets = {n for n in trainable if ".sampling_offsets." in n}
-    if backend == "stdeform":
-        assert lrs["offsets"] == pytest.approx(2e-5)
-        assert grouped["offsets"] == offsets and offsets
-    else:
-        assert "offsets" not in lrs and not offsets
