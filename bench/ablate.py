@@ -34,17 +34,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from attention.registry import BackendSpec
 from bench import cli
 from bench.convergence import TARGET_FLOOR, default_target, final_ap, reach
 from bench.environment import environment
 from bench.isolation import run_isolated
-from bench.method import method_fields, method_label, slug
+from bench.method import Setting, method_fields, plan_settings, slug
 from bench.runfiles import RunFiles
 from bench.stats import METHOD, mean_interval, paired_difference, verdict
 from bench.store import ResultsStore, record
 from bench.train import TrainConfig, data_paths, parse_overrides
-from models import attention_specs, get_preset
+from models import get_preset
 
 DEFAULT_BACKENDS = ("full", "stdeform:mode=frames")
 DEFAULT_SEEDS = (0, 1, 2)
@@ -57,47 +56,6 @@ TO_TARGET = (  # metric, key of bench.convergence.reach, unit
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """One configuration of the ablation: the encoder's and the decoder's attention."""
-
-    encoder: BackendSpec
-    decoder: BackendSpec
-
-    @property
-    def fields(self) -> dict:
-        return method_fields({"encoder": self.encoder, "decoder": self.decoder})
-
-    @property
-    def label(self) -> str:
-        fields = self.fields
-        return method_label(fields["backend"], fields["options"], fields["decoder"])
-
-
-def plan_settings(args) -> list[Setting]:
-    """The configurations in order: each --backends spec (one per K where it has n_points),
-    then the hybrids; duplicates dropped."""
-    preset = get_preset(args.preset, **args.overrides)
-    settings = []
-    for text in args.backends:
-        specs = attention_specs(preset, text)
-        encoder = specs["encoder"]
-        if args.k and "n_points" in encoder.options:
-            for k in sorted(set(args.k)):
-                with_k = encoder.replace(n_points=k)
-                pure = specs["decoder"] == encoder
-                settings.append(Setting(with_k, with_k if pure else specs["decoder"]))
-        else:
-            settings.append(Setting(specs["encoder"], specs["decoder"]))
-    for text in args.hybrids:
-        encoder, _, decoder = text.partition("/")
-        if not decoder:
-            raise ValueError(f"--hybrids expects ENCODER/DECODER specs, got {text!r}")
-        specs = attention_specs(preset, encoder=encoder, decoder=decoder)
-        settings.append(Setting(specs["encoder"], specs["decoder"]))
-    return list(dict.fromkeys(settings))
-
-
 def learning_rate(setting: Setting, args) -> float:
     """--set lr=..., else the preset's rate for the encoder's backend, else the preset's lr."""
     preset = get_preset(args.preset, **args.overrides)
@@ -106,19 +64,35 @@ def learning_rate(setting: Setting, args) -> float:
     return preset.lr_by_backend.get(setting.encoder.name, preset.lr)
 
 
-def plan_runs(settings: list[Setting], args) -> list[TrainConfig]:
-    """One TrainConfig per (seed, configuration)."""
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """One run of a plan: its configuration, learning rate and TrainConfig."""
+
+    setting: Setting
+    lr: float
+    config: TrainConfig
+
+    @property
+    def group(self) -> tuple[Setting, float]:
+        """Runs of one group differ only by seed."""
+        return (self.setting, self.lr)
+
+
+def plan_runs(settings: list[Setting], args, lrs=None, kind: str = "ablation") -> list[Planned]:
+    """One run per (seed, configuration, learning rate): ``lrs`` (a sweep) or each configuration's
+    own rate (learning_rate). Runs of other kinds than the ablation are named "<kind>-..."."""
     runs = []
     for seed in args.seeds:
         for setting in settings:
-            runs.append(
-                TrainConfig(
-                    run=f"{slug(setting.label)}-seed{seed}",
+            for lr in lrs or [learning_rate(setting, args)]:
+                name = slug(setting.label) + (f"-lr{lr:g}" if lrs else "") + f"-seed{seed}"
+                config = TrainConfig(
+                    run=name if kind == "ablation" else f"{kind}-{name}",
                     out=str(Path(args.out) / "runs"),
                     preset=args.preset,
                     backend=str(setting.encoder),
                     decoder=str(setting.decoder),
-                    overrides={**args.overrides, "lr": learning_rate(setting, args)},
+                    overrides={**args.overrides, "lr": lr},
                     data=args.data,
                     iterations=args.iterations,
                     eval_every=args.eval_every,
@@ -129,15 +103,15 @@ def plan_runs(settings: list[Setting], args) -> list[TrainConfig]:
                     threads=args.threads,
                     val_videos=args.val_videos,
                 )
-            )
+                runs.append(Planned(setting, lr, config))
     return runs
 
 
-def run_case(config: TrainConfig) -> dict:
+def run_case(config: TrainConfig, kind: str = "ablation") -> dict:
     """The identity of a run in the results (what the reports group by)."""
     preset = get_preset(config.preset, **config.overrides)
     return {
-        "kind": "ablation",
+        "kind": kind,
         "run": config.run,
         "preset": config.preset,
         "backbone": preset.backbone,
@@ -180,10 +154,10 @@ def pretrain(args) -> dict | None:
     return outcome.result
 
 
-def train_runs(runs: list[TrainConfig]) -> dict[str, str]:
+def train_runs(runs: list[Planned]) -> dict[str, str]:
     """Train every unfinished run in its own process; returns run -> status."""
     statuses = {}
-    for config in runs:
+    for config in (planned.config for planned in runs):
         files = RunFiles(config.run_dir)
         files.claim(dataclasses.asdict(config), config.identity())  # refuse a mismatch first
         if files.finished():
@@ -218,6 +192,7 @@ def run_records(case: dict, final: dict, reached: dict | None, target: float | N
     for metric, value, unit in (
         ("iterations", final["iterations"], "iterations"),
         ("evaluations", final.get("evaluations"), "evaluations"),
+        ("val_videos", final.get("val_videos"), "videos"),
         ("device_hours", final["device_hours"], "device-hours"),
         ("eval_seconds", final.get("eval_s"), "s"),
         ("epochs", final["epochs"], "epochs"),
@@ -227,53 +202,93 @@ def run_records(case: dict, final: dict, reached: dict | None, target: float | N
     return records
 
 
-def summarise(runs, settings, statuses, args) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Append one record per (run, metric) to ablation.jsonl; return the configuration table and
-    the paired differences."""
-    by_setting = {s: [c for c in runs if c.decoder == str(s.decoder) and c.backend == str(s.encoder)]
-                  for s in settings}  # fmt: skip
-    logs = {c.run: RunFiles(c.run_dir).read_log() for c in runs}
-    finals = {c.run: RunFiles(c.run_dir).finished() for c in runs}
-    usable = {c.run for c in runs if finals[c.run] and finals[c.run]["status"] == "ok"}
-    target = args.target_ap
-    if target is None:
-        means = [mean_interval([final_ap(logs[c.run]) for c in group if c.run in usable])
-                 for group in by_setting.values()]  # fmt: skip
-        target = default_target([m.value if m else None for m in means])
-    store = ResultsStore(Path(args.out) / "ablation.jsonl")
-    env = environment(args.device)
-    reached = {}
-    for config in runs:
-        case = run_case(config)
-        final = finals[config.run]
+@dataclasses.dataclass
+class Outcome:
+    """What the runs of a plan gave: logs, final summaries, the target and who reached it."""
+
+    runs: list[Planned]
+    logs: dict[str, list]
+    finals: dict[str, dict | None]
+    target: float | None
+    reached: dict[str, dict | None]
+
+    def usable(self, planned: Planned) -> bool:
+        """Finished all its iterations (a run cut by the safety cap is not compared)."""
+        final = self.finals[planned.config.run]
+        return final is not None and final["status"] == "ok"
+
+    def groups(self) -> dict[tuple, list[Planned]]:
+        grouped: dict[tuple, list[Planned]] = {}
+        for planned in self.runs:
+            grouped.setdefault(planned.group, []).append(planned)
+        return grouped
+
+    def final_aps(self, group: list[Planned]) -> dict[int, float]:
+        """Seed -> final AP of the group's usable runs."""
+        return {p.config.seed: final_ap(self.logs[p.config.run]) for p in group if self.usable(p)}
+
+
+def collect(runs: list[Planned], target_ap: float | None, target_rule=default_target) -> Outcome:
+    """Read the runs' files; the target is ``target_ap``, else ``target_rule`` applied to the
+    groups' mean final AP (bench.convergence.default_target)."""
+    logs = {p.config.run: RunFiles(p.config.run_dir).read_log() for p in runs}
+    finals = {p.config.run: RunFiles(p.config.run_dir).finished() for p in runs}
+    outcome = Outcome(runs, logs, finals, target_ap, {})
+    if target_ap is None:
+        means = [
+            mean_interval(outcome.final_aps(group).values()) for group in outcome.groups().values()
+        ]
+        outcome.target = target_rule([m.value if m else None for m in means])
+    for planned in runs:
+        run = planned.config.run
+        found = finals[run] is not None and outcome.target is not None
+        outcome.reached[run] = reach(logs[run], outcome.target) if found else None
+    return outcome
+
+
+def store_records(outcome: Outcome, statuses: dict, path: Path, kind: str, device: str) -> None:
+    """Append one record per (run, metric) to the results file at ``path``."""
+    store = ResultsStore(path)
+    env = environment(device)
+    for planned in outcome.runs:
+        config = planned.config
+        case = run_case(config, kind)
+        final = outcome.finals[config.run]
         if final is None:
             status = statuses.get(config.run, "not run")
             store.append(*(record(case, m, None, "", env, status=status) for m in SUMMARY_METRICS))
             continue
-        reached[config.run] = reach(logs[config.run], target) if target is not None else None
-        store.append(*run_records(case, final, reached[config.run], target))
+        store.append(*run_records(case, final, outcome.reached[config.run], outcome.target))
 
-    rows, values = [], {}
-    for setting, group in by_setting.items():
-        done = [c for c in group if c.run in usable]
-        values[setting] = {c.seed: final_ap(logs[c.run]) for c in done}
-        row = {"configuration": setting.label, "lr": learning_rate(setting, args)}
+
+def summary_table(outcome: Outcome) -> pd.DataFrame:
+    """Per configuration (and learning rate): mean ± interval over seeds, target reached."""
+    rows = []
+    for (setting, lr), group in outcome.groups().items():
+        done = [p for p in group if outcome.usable(p)]
+        finals = [outcome.finals[p.config.run] for p in done]
+        row = {"configuration": setting.label, "lr": f"{lr:g}"}
         row["runs ok / planned"] = f"{len(done)} / {len(group)}"
         for metric in ("AP", "AP50", "AP75"):
-            interval = mean_interval([finals[c.run]["metrics"].get(metric) for c in done])
-            row[f"{metric} (%)"] = _percent(interval)
-        hits = [reached[c.run]["iteration"] for c in done if reached.get(c.run)]
-        row["reached target"] = f"{len(hits)} of {len(done)}" if target is not None else "no target"
+            row[f"{metric} (%)"] = _percent(
+                mean_interval([f["metrics"].get(metric) for f in finals])
+            )
+        hits = [
+            outcome.reached[p.config.run]["iteration"]
+            for p in done
+            if outcome.reached[p.config.run]
+        ]
+        reached = f"{len(hits)} of {len(done)}" if outcome.target is not None else "no target"
+        row["reached target"] = reached
         row["iterations to target"] = _plain(mean_interval(hits))
-        cut = [c.run for c in group if finals[c.run] and finals[c.run]["status"] != "ok"]
-        failed = [c.run for c in group if not finals[c.run]]
-        row["excluded"] = ", ".join(
-            [*(f"{r} (budget)" for r in cut), *(f"{r} (failed)" for r in failed)]
-        )
+        excluded = [f"{p.config.run} ({outcome.finals[p.config.run]['status']})"
+                    for p in group if outcome.finals[p.config.run] and not outcome.usable(p)]  # fmt: skip
+        excluded += [f"{p.config.run} (failed)" for p in group if not outcome.finals[p.config.run]]
+        row["excluded"] = ", ".join(excluded)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.attrs["target_AP"] = target
-    return table, differences(settings, values)
+    table.attrs["target_AP"] = outcome.target
+    return table
 
 
 def _without_k(setting: Setting) -> tuple:
@@ -283,9 +298,12 @@ def _without_k(setting: Setting) -> tuple:
     return (str(encoder), str(decoder))
 
 
-def differences(settings: list[Setting], values: dict) -> pd.DataFrame:
+def differences(outcome: Outcome) -> pd.DataFrame:
     """Paired AP differences: each configuration against the first dense one (full encoder and
     decoder), and each K against the next larger K of the same configuration."""
+    groups = outcome.groups()
+    values = {setting: outcome.final_aps(group) for (setting, _), group in groups.items()}
+    settings = list(values)
     dense = next((s for s in settings if s.encoder.name == s.decoder.name == "full"), None)
     pairs = [(dense, s) for s in settings if dense is not None and s != dense]
     families: dict[tuple, list[Setting]] = {}
@@ -363,33 +381,51 @@ def build_parser():
     return parser
 
 
-def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    args = build_parser().parse_args(argv)
+def prepare(args) -> list[Setting]:
+    """Parse --set and the specs (every spec checked before any work), check --out, pretrain the
+    shared backbone; returns the configurations."""
     args.overrides = parse_overrides(args.set)
-    settings = plan_settings(args)  # every spec checked before any work
-    out = cli.writable_dir(args.out)
+    settings = plan_settings(
+        get_preset(args.preset, **args.overrides), args.backends, args.k, args.hybrids
+    )
+    cli.writable_dir(args.out)
     pretrained = pretrain(args)
     if pretrained is not None:
         args.overrides.setdefault("backbone_weights", pretrained["weights"])
+    return settings
+
+
+def write_tables(out: Path, name: str, tables: list[pd.DataFrame], target: float | None) -> str:
+    """<name>.csv (the first table) and <name>.md (all of them, with the target and method)."""
+    tables[0].to_csv(out / f"{name}.csv", index=False)
+    target_text = f"{100 * target:.1f} %" if target is not None else "none"
+    text = f"target AP: {target_text}; intervals: {METHOD}\n\n"
+    text += "\n\n".join(table.to_markdown(index=False) for table in tables) + "\n"
+    (out / f"{name}.md").write_text(text)
+    return text
+
+
+def exit_on_failures(statuses: dict[str, str], prog: str) -> None:
+    """Exit 1, naming them, when runs errored (OOM and timeouts are results)."""
+    failed = {run: s for run, s in statuses.items() if s.startswith("error")}
+    for run, status in failed.items():
+        print(f"[{prog}] failed: {run}: {status}", file=sys.stderr)
+    if failed:
+        sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    args = build_parser().parse_args(argv)
+    settings = prepare(args)
     runs = plan_runs(settings, args)
     statuses = train_runs(runs)
-    table, diffs = summarise(runs, settings, statuses, args)
-    table.to_csv(out / "ablation.csv", index=False)
-    target = table.attrs["target_AP"]
-    target_text = f"{100 * target:.1f} %" if target is not None else "none"
-    text = (
-        f"target AP: {target_text}; intervals: {METHOD}\n\n"
-        f"{table.to_markdown(index=False)}\n\n{diffs.to_markdown(index=False)}\n"
-    )
-    (out / "ablation.md").write_text(text)
-    print(
-        f"\n{text}\nwritten: {out / 'ablation.jsonl'}, {out / 'ablation.csv'}, {out / 'ablation.md'}"
-    )
-    failed = {run: s for run, s in statuses.items() if s.startswith("error")}
-    if failed:
-        for run, status in failed.items():
-            print(f"[ablate] failed: {run}: {status}", file=sys.stderr)
-        sys.exit(1)
+    outcome = collect(runs, args.target_ap)
+    out = Path(args.out)
+    store_records(outcome, statuses, out / "ablation.jsonl", "ablation", args.device)
+    table, diffs = summary_table(outcome), differences(outcome)
+    text = write_tables(out, "ablation", [table, diffs], outcome.target)
+    print(f"\n{text}\nwritten: {out}/ablation.{{jsonl,csv,md}}")
+    exit_on_failures(statuses, "ablate")
     return table, diffs
 
 

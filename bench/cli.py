@@ -20,7 +20,13 @@ USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryErro
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, and "(default: ...)" after every option's help."""
+    """The description as written, and "(default: ...)" after every option's help that does not
+    already say its default."""
+
+    def _get_help_string(self, action):
+        if action.help and "default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -12,8 +12,10 @@ and tables show ``method_label``: the backends' own labels (attention.base.Atten
 "A enc + B dec" for a hybrid.
 """
 
+import dataclasses
+
 from attention.registry import BackendSpec, parse_backend
-from models import ENCODER_ONLY_DECODER
+from models import ENCODER_ONLY_DECODER, attention_specs
 
 
 def implied_decoder(encoder: BackendSpec) -> BackendSpec:
@@ -54,3 +56,44 @@ def slug(label: str) -> str:
     for char in label.lower().replace("=", "").replace(" + ", "+"):
         out.append(char if char.isalnum() or char in "+.x" else "-")
     return "-".join(filter(None, "".join(out).split("-")))
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One configuration of the ablation: the encoder's and the decoder's attention."""
+
+    encoder: BackendSpec
+    decoder: BackendSpec
+
+    @property
+    def fields(self) -> dict:
+        return method_fields({"encoder": self.encoder, "decoder": self.decoder})
+
+    @property
+    def label(self) -> str:
+        fields = self.fields
+        return method_label(fields["backend"], fields["options"], fields["decoder"])
+
+
+def plan_settings(preset, backends, k=(), hybrids=()) -> list[Setting]:
+    """The configurations in order: each spec of ``backends`` for both sides (one per K in ``k``
+    where its backend has n_points), then each "ENCODER/DECODER" pair of ``hybrids``;
+    duplicates dropped. Every spec is checked here (ValueError naming what is wrong)."""
+    settings = []
+    for text in backends:
+        specs = attention_specs(preset, text)
+        encoder = specs["encoder"]
+        if k and "n_points" in encoder.options:
+            for points in sorted(set(k)):
+                with_k = encoder.replace(n_points=points)
+                pure = specs["decoder"] == encoder
+                settings.append(Setting(with_k, with_k if pure else specs["decoder"]))
+        else:
+            settings.append(Setting(specs["encoder"], specs["decoder"]))
+    for text in hybrids:
+        encoder, _, decoder = text.partition("/")
+        if not decoder:
+            raise ValueError(f"--hybrids expects ENCODER/DECODER specs, got {text!r}")
+        specs = attention_specs(preset, encoder=encoder, decoder=decoder)
+        settings.append(Setting(specs["encoder"], specs["decoder"]))
+    return list(dict.fromkeys(settings))

@@ -372,6 +372,7 @@ def summarise(config, status, iteration, lines, model, setup, device, world) -> 
         "iterations": iteration,
         "epochs": iteration * setup.global_batch / len(setup.train_set),
         "evaluations": len(lines),
+        "val_videos": len(setup.val_videos),  # videos per evaluation
         "wall_s": last.get("wall_s"),
         "device_hours": last.get("device_hours"),
         "eval_s": sum(line.get("eval_s", 0.0) for line in lines),

@@ -7,19 +7,43 @@ import sys
 
 import pytest
 
-from bench.measure.__main__ import parse_backend, run_cases
-from bench.store import ResultsStore, case_id
+from bench.measure.__main__ import build_parser, model_cases, run_cases, scaling_cases
+from bench.store import ResultsStore, case_id, record
 
 
-def test_parse_backend_specs():
-    assert parse_backend("full:math") == ("full", {"attention_impl": "math"}, {"impl": "math"})
-    assert parse_backend("stdeform:frames:8") == (
-        "stdeform",
-        {"mode": "frames", "n_points": 8},
-        {"mode": "frames", "K": 8},
+def test_the_plan_measures_the_ablations_methods_at_every_preset():
+    args = build_parser().parse_args(
+        ["--backends", "full", "stdeform:mode=frames", "--k", "16", "32",
+         "--hybrids", "full/stdeform:mode=frames,n_points=32"]
+    )  # fmt: skip
+    cases = [case for _, case in model_cases(args)]
+    methods = {(c["backend"], json.dumps(c["options"], sort_keys=True), json.dumps(c["decoder"]))
+               for c in cases}  # fmt: skip
+    assert len(methods) == 4  # full, K=16, K=32, the hybrid: the same at both presets
+    for preset in ("paper", "quick"):
+        for kind in ("flops", "inference"):
+            assert sum(c["preset"] == preset and c["kind"] == kind for c in cases) == 4
+    steps = [c for c in cases if c["kind"] == "step"]
+    assert {c["preset"] for c in steps} == {"quick"} and len(steps) == 4
+    hybrid = next(c for c in cases if c["decoder"])
+    assert (hybrid["backend"], hybrid["decoder"]["backend"]) == ("full", "stdeform")
+    assert hybrid["decoder"]["options"]["n_points"] == 32
+    scaling = [c for _, c in scaling_cases(args)]
+    assert {c["backend"] for c in scaling} == {"full", "stdeform"}
+    assert len(scaling) == 3 * 10  # one layer per distinct encoder spec, 10 sweep points
+
+
+@pytest.mark.parametrize(
+    "extra", [["--backends", "sparse"], ["--k", "0"], ["--repeats", "0"], ["--device", "tpu"]]
+)
+def test_bad_options_are_one_line_errors(tmp_path, extra):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.measure", "--out", str(tmp_path / "o"), *extra],
+        capture_output=True,
+        text=True,
     )
-    with pytest.raises(ValueError, match="unknown backend spec"):
-        parse_backend("sparse")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def _args(**overrides):
@@ -138,7 +162,7 @@ def test_timing_runs_exactly_the_planned_passes():
 
 @pytest.mark.parametrize(
     "backend, options",
-    [("full", {"impl": "math"}), ("stdeform", {"mode": "3d", "K": 4})],
+    [("full", {"impl": "math"}), ("stdeform", {"mode": "3d", "n_points": 4})],
 )
 def test_scaling_case_measures_time_and_memory_of_one_layer(backend, options):
     from bench.measure.cases import scaling_case
@@ -167,3 +191,58 @@ def test_scaling_case_measures_time_and_memory_of_one_layer(backend, options):
     assert memory["value"] >= 0 and memory["method"]
     if backend == "stdeform":  # the compiled kernel was timed, not the reference
         assert timing["op_impl"] == memory["op_impl"] == "cpu kernel"
+
+
+def test_step_case_times_a_training_step_and_an_evaluation_pass():
+    from bench.measure.cases import step_case
+    from tests.tiny import TINY
+
+    case = {
+        "kind": "step",
+        "preset": "quick",
+        "backend": "stdeform",
+        "options": {"mode": "frames", "n_points": 2},
+        "decoder": None,
+        "overrides": TINY,
+        "device": "cpu",
+        "threads": 1,
+        "warmup": 0,
+        "repeats": 2,
+        "seconds": 60,
+        "eval_frames": 3,
+    }
+    step, evaluation = step_case(case)
+    assert (step["metric"], evaluation["metric"]) == ("step_time", "eval_video_time")
+    for timing in (step, evaluation):
+        assert timing["repeats"] == 2 and len(timing["times_s"]) == 2
+        assert timing["iqr_s"] >= 0 and timing["value"] == pytest.approx(
+            sorted(timing["times_s"])[0] / 2 + sorted(timing["times_s"])[1] / 2
+        )
+    assert step["batch_size"] == 2 and evaluation["frames"] == 3
+
+
+def test_the_sweep_finishes_then_exits_non_zero_when_a_case_errors(tmp_path, monkeypatch):
+    from bench.isolation import CaseOutcome
+    from bench.measure import __main__ as measure
+
+    seen = []
+
+    def fake(target, kwargs, **_):
+        seen.append(kwargs["case"])
+        if len(seen) == 1:
+            return CaseOutcome("error: RuntimeError: boom")
+        if len(seen) == 2:
+            return CaseOutcome("OOM")  # a result, not a failure
+        return CaseOutcome("ok", [record(kwargs["case"], "macs", 1.0, "GMAC", {})])
+
+    monkeypatch.setattr(measure, "run_isolated", fake)
+    argv = ["--preset", "quick", "--backends", "full", "stdeform", "--k", "2", "--metrics",
+            "flops", "fps", "--out", str(tmp_path)]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        measure.main(argv)
+    assert exit_.value.code == 1
+    assert len(seen) == 4  # every case ran
+    statuses = {r["status"] for r in ResultsStore(tmp_path / "measurements.jsonl").records()}
+    assert statuses == {"error: RuntimeError: boom", "OOM", "ok"}
+    monkeypatch.setattr(measure, "run_isolated", lambda *a, **k: CaseOutcome("OOM"))
+    assert measure.main([*argv, "--retry-errors"]) == {"skipped": 3, "OOM": 1}

@@ -1,78 +1,65 @@
-"""``python -m bench.measure``: FLOPs, FPS, peak memory and scaling sweeps into results/.
+"""``python -m bench.measure``: FLOPs, FPS, peak memory, training-step time and scaling sweeps.
 
-    python -m bench.measure --preset paper quick --backends full:sdpa full:math stdeform \
-        --metrics flops fps memory scaling --device cpu --out results/
+    python -m bench.measure --preset paper quick --backends full full:impl=math \\
+        stdeform:mode=frames --k 16 32 --metrics flops fps memory step scaling --out results/
+    python -m bench.measure --backends window neighborhood divided --hybrids full/stdeform
 
-Backends are written ``name[:option]``: ``full:sdpa``, ``full:math``, ``stdeform`` (mode 3d, the
-preset's K), ``stdeform:frames``, ``stdeform:frame``, ``stdeform:3d:16`` (mode and K).
-``fps`` and ``memory`` come from one inference case per (preset, backend): its first pass
-measures peak memory and warms up, then up to --repeats timed passes (at least 2), cut to about
---case-seconds of timing so that the paper preset's ~17 s CPU passes stay affordable.
-Every case runs in its own subprocess with a time limit; its records (or its failure: OOM,
-timeout, error) are appended to <out>/measurements.jsonl; a rerun skips finished cases.
-Scaling: one encoder layer (d=384, 8 heads, FFN 2048, K=32: the paper's) over T in
+Methods are named as bench.ablate names them (attention specs, one per K in --k where the
+backend has n_points, and ENCODER/DECODER hybrids), so the same arguments measure exactly the
+ablation's methods. Per (preset, method): ``flops`` (fvcore per component, FlopCounterMode, the
+analytic formulas), ``fps`` and ``memory`` (one inference case: its first pass measures peak
+memory and warms up, then up to --repeats timed passes, cut to about --case-seconds), ``step``
+(one training step and one evaluation pass over a video of --eval-frames frames, timed, for the
+presets in --step-presets: the times that turn a run's iterations into device-hours). ``scaling``:
+one encoder layer (d=384, 8 heads, FFN 2048: the paper's) per encoder spec over T in
 {4, 8, 16, 32, 64} at 10x17 and over H x W at T = 8.
+
+Every case runs in its own subprocess with a time limit; its records (or its failure: OOM,
+timeout, error) are appended to <out>/measurements.jsonl; a rerun skips finished cases. OOM and
+timeouts are results; when a case errors, the sweep still finishes, then the command exits with
+status 1 and lists the errors.
 """
 
-import argparse
 import os
-from pathlib import Path
+import sys
 
 import torch
 from tqdm import tqdm
 
+from bench import cli
 from bench.environment import environment
 from bench.isolation import run_isolated
+from bench.method import plan_settings
 from bench.store import ResultsStore, case_id, record
+from models import get_preset
 
+DEFAULT_BACKENDS = ("full", "full:impl=math", "stdeform:mode=frames")
 SCALING_T = (4, 8, 16, 32, 64)
 SCALING_HW = ((5, 9), (10, 17), (15, 26), (20, 34), (30, 51))
 SCALING_LAYER = {"d_model": 384, "n_heads": 8, "dim_feedforward": 2048}
+METRICS = ("flops", "fps", "memory", "step", "scaling")
 METRICS_OF_KIND = {
     "flops": ("macs",),
     "inference": ("fps", "peak_memory"),
+    "step": ("step_time", "eval_video_time"),
     "scaling": ("time", "peak_memory"),
 }
 
 
-def parse_backend(spec: str) -> tuple[str, dict, dict]:
-    """'full:math' -> ("full", build_model overrides, options for the results)."""
-    name, *rest = spec.split(":")
-    if name == "full":
-        impl = rest[0] if rest else "sdpa"
-        return name, {"attention_impl": impl}, {"impl": impl}
-    if name == "stdeform":
-        mode = rest[0] if rest else "3d"
-        overrides = {"mode": mode}
-        if len(rest) > 1:
-            overrides["n_points"] = int(rest[1])
-        return name, overrides, {"mode": mode, "K": overrides.get("n_points")}
-    raise ValueError(f"unknown backend spec {spec!r} (full[:sdpa|math], stdeform[:mode[:K]])")
-
-
 def model_cases(args) -> list[tuple[str, dict]]:
     """(case function, case) for every requested model-level measurement."""
-    from models import get_preset
-
-    kinds = []
-    if "flops" in args.metrics:
-        kinds.append("flops")
-    if {"fps", "memory"} & set(args.metrics):
-        kinds.append("inference")
+    kinds = [kind for kind, wanted in (("flops", {"flops"}), ("inference", {"fps", "memory"}))
+             if wanted & set(args.metrics)]  # fmt: skip
     cases = []
     for preset_name in args.preset:
         preset = get_preset(preset_name)
-        for spec in args.backends:
-            backend, overrides, options = parse_backend(spec)
-            if backend == "stdeform":
-                options["K"] = overrides.get("n_points", preset.n_points)
-            for kind in kinds:
+        step = "step" in args.metrics and preset_name in args.step_presets
+        for setting in plan_settings(preset, args.backends, args.k, args.hybrids):
+            for kind in kinds + (["step"] if step else []):
                 case = {
                     "kind": kind,
                     "preset": preset_name,
-                    "backend": backend,
-                    "options": options,
-                    "overrides": overrides,
+                    **setting.fields,
                     "device": args.device,
                     "threads": args.threads,
                     "input": {
@@ -81,27 +68,30 @@ def model_cases(args) -> list[tuple[str, dict]]:
                         "width": preset.max_size,
                     },
                 }
-                if kind == "inference":
+                if kind in ("inference", "step"):
                     case.update(warmup=args.warmup, repeats=args.repeats, seconds=args.case_seconds)
+                if kind == "step":
+                    case["eval_frames"] = args.eval_frames
                 cases.append((f"bench.measure.cases:{kind}_case", case))
     return cases
 
 
 def scaling_cases(args) -> list[tuple[str, dict]]:
+    """One encoder layer per distinct encoder spec of the methods, over the T and H x W sweeps."""
+    preset = get_preset("paper")
+    encoders = []
+    for setting in plan_settings(preset, args.backends, args.k, args.hybrids):
+        fields = {"backend": setting.fields["backend"], "options": setting.fields["options"]}
+        if fields not in encoders:
+            encoders.append(fields)
     points = [("T", T, 10, 17) for T in SCALING_T] + [("HW", 8, H, W) for H, W in SCALING_HW]
     cases = []
-    for spec in args.backends:
-        backend, _, options = parse_backend(spec)
-        if backend == "stdeform":
-            options["K"] = options["K"] or 32
-            if options["mode"] == "frames":
-                continue  # frames mode's cost grows with T by design; not a token-count sweep
+    for fields in encoders:
         for sweep, T, H, W in points:
             case = {
                 "kind": "scaling",
                 "preset": None,
-                "backend": backend,
-                "options": options,
+                **fields,
                 "sweep": sweep,
                 "T": T,
                 "H": H,
@@ -118,6 +108,12 @@ def scaling_cases(args) -> list[tuple[str, dict]]:
     return cases
 
 
+def describe(case: dict) -> str:
+    what = case.get("preset") or f"{case.get('tokens')} tokens"
+    decoder = f" / {case['decoder']['backend']}" if case.get("decoder") else ""
+    return f"{case['kind']} {what} {case['backend']}{decoder} {case['options']}"
+
+
 def run_cases(cases, store: ResultsStore, args) -> dict[str, int]:
     """Run the unfinished cases one by one, isolated; record results or failures."""
     finished = store.finished(retry_errors=args.retry_errors)
@@ -126,10 +122,7 @@ def run_cases(cases, store: ResultsStore, args) -> dict[str, int]:
     limit = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.85)
     progress = tqdm(todo, desc="measure", unit="case", dynamic_ncols=True)
     for target, case in progress:
-        progress.set_postfix_str(
-            f"{case['kind']} {case.get('preset') or case.get('tokens')} "
-            f"{case['backend']} {case['options']}"
-        )
+        progress.set_postfix_str(describe(case))
         outcome = run_isolated(
             target,
             {"case": case},
@@ -140,62 +133,62 @@ def run_cases(cases, store: ResultsStore, args) -> dict[str, int]:
             store.append(*outcome.result)
         else:
             env = environment(args.device) | {"threads": args.threads}
+            message = outcome.message[-2000:]
             store.append(
                 *(
-                    record(
-                        case,
-                        metric,
-                        None,
-                        "",
-                        env,
-                        status=outcome.status,
-                        message=outcome.message[-2000:],
-                    )
+                    record(case, metric, None, "", env, status=outcome.status, message=message)
                     for metric in METRICS_OF_KIND[case["kind"]]
                 )
             )
-            tqdm.write(
-                f"[measure] {case['kind']} {case['backend']} {case['options']}: {outcome.status}"
-            )
+            tqdm.write(f"[measure] {describe(case)}: {outcome.status}")
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     return counts
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser():
+    parser = cli.parser("python -m bench.measure", __doc__)
     parser.add_argument(
         "--preset", nargs="+", default=["paper", "quick"], choices=["paper", "quick"]
     )
-    parser.add_argument("--backends", nargs="+", default=["full:sdpa", "full:math", "stdeform"])
-    parser.add_argument(
-        "--metrics",
-        nargs="+",
-        default=["flops", "fps", "memory", "scaling"],
-        choices=["flops", "fps", "memory", "scaling"],
-    )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument(
-        "--case-seconds",
-        type=float,
-        default=30,
-        help="timing time per case: repeats (>= 2) and warm-up are cut to about this long; "
-        "the first pass, which measures peak memory, always warms up",
-    )
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per case")
+    parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="SPEC",
+                        help="attention specs, each for encoder and decoder (attention.registry)")  # fmt: skip
+    parser.add_argument("--k", type=cli.positive_int, nargs="*", default=[16, 32],
+                        help="n_points (K) of every spec that has it")  # fmt: skip
+    parser.add_argument("--hybrids", nargs="*", default=[], metavar="ENC/DEC",
+                        help="encoder/decoder spec pairs, e.g. full/stdeform:mode=frames")  # fmt: skip
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS)
+    parser.add_argument("--step-presets", nargs="*", default=["quick"], choices=["paper", "quick"],
+                        help="presets whose training step and evaluation are timed")  # fmt: skip
+    parser.add_argument("--eval-frames", type=cli.positive_int, default=12,
+                        help="frames of the video an evaluation pass is timed on")  # fmt: skip
+    parser.add_argument("--device", type=cli.device, default="cpu", help="cpu, cuda or cuda:<i>")
+    parser.add_argument("--threads", type=cli.positive_int, default=torch.get_num_threads(),
+                        help="torch threads per case")  # fmt: skip
+    parser.add_argument("--repeats", type=cli.positive_int, default=5,
+                        help="timed passes per case at most (at least 2 are run)")  # fmt: skip
+    parser.add_argument("--warmup", type=cli.nonnegative_int, default=1,
+                        help="untimed passes after the first (peak-memory) pass")  # fmt: skip
+    parser.add_argument("--case-seconds", type=cli.positive_float, default=30,
+                        help="timing time per case: repeats (>= 2) and warm-up are cut to about "
+                        "this long; the first pass, which measures peak memory, always warms up")  # fmt: skip
+    parser.add_argument("--timeout", type=cli.positive_float, default=900, help="seconds per case")
     parser.add_argument("--retry-errors", action="store_true", help="rerun cases that errored")
-    parser.add_argument("--out", default="results")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", default="results", help="results folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     cases = model_cases(args) + (scaling_cases(args) if "scaling" in args.metrics else [])
-    store = ResultsStore(Path(args.out) / "measurements.jsonl")
+    store = ResultsStore(cli.writable_dir(args.out) / "measurements.jsonl")
     counts = run_cases(cases, store, args)
     print(f"[measure] {counts} -> {store.path}")
+    errors = {status: n for status, n in counts.items() if status.startswith("error")}
+    if errors:
+        print(f"[measure] cases that errored: {errors} (details: {store.path})", file=sys.stderr)
+        sys.exit(1)
     return counts
 
 
 if __name__ == "__main__":
-    main()
+    cli.run("python -m bench.measure", main)

@@ -6,9 +6,14 @@
 - ``inference_case``: frames per second (T x clips/s, batch 1, model time only, warm-up,
   synchronised, median and IQR over repeats) and peak memory (CUDA max_memory_allocated after a
   reset, or on the CPU the subprocess's peak RSS above its baseline before the model runs).
+- ``step_case``: one training step (forward, losses, backward, clipping, AdamW step) on a random
+  batch of the preset's size (median and IQR), and one evaluation pass over a random video of
+  ``eval_frames`` frames (inference and postprocess) — the two times that turn a run's iterations
+  and evaluations into device-hours on this device (bench.convergence, the report).
 - ``scaling_case``: time and peak memory of one encoder layer at a given T x H x W.
 
-A case's identity (its ``case`` dict) holds everything that determines the measurement.
+A case's identity (its ``case`` dict) holds everything that determines the measurement; a model
+case names its attention as bench.method's fields (backend, options, decoder).
 """
 
 import resource
@@ -37,18 +42,40 @@ def _setup(case: dict) -> tuple[torch.device, dict]:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device cuda requested but CUDA is not available")
     extra = {}
-    if case["backend"] == "stdeform":
+    decoder = case.get("decoder") or {}
+    if "stdeform" in (case["backend"], decoder.get("backend")):
         from attention.stdeform_op import stdeform_impl
 
         extra["op_impl"] = stdeform_impl(device)
     return device, extra
 
 
-def _model(preset: str, backend: str, overrides: dict, device: torch.device):
+def case_specs(case: dict) -> dict:
+    """{"encoder": spec, "decoder": spec} of a model case's method fields."""
+    from attention.registry import parse_backend
+    from bench.method import implied_decoder
+
+    encoder = parse_backend({"backend": case["backend"], "options": case["options"]})
+    decoder = case.get("decoder")
+    return {
+        "encoder": encoder,
+        "decoder": parse_backend(decoder) if decoder else implied_decoder(encoder),
+    }
+
+
+def _model(case: dict, device: torch.device, train: bool = False):
     from models import build_model
 
-    model, _, _ = build_model(preset, backend, **overrides)
-    return model.to(device).eval()
+    specs = case_specs(case)
+    torch.manual_seed(0)
+    model, criterion, postprocess = build_model(
+        case["preset"],
+        encoder=specs["encoder"],
+        decoder=specs["decoder"],
+        **case.get("overrides", {}),
+    )
+    model.to(device).train(train)
+    return model, criterion.to(device), postprocess
 
 
 def model_input(model, T: int | None, height: int | None, width: int | None, device):
@@ -85,7 +112,7 @@ def _reset_peak_rss() -> bool:
 def flops_case(case: dict) -> list[dict]:
     """MACs of a model by component, cross-checked (see the module docstring)."""
     device, _ = _setup(case)
-    model = _model(case["preset"], case["backend"], case["overrides"], device)
+    model, _, _ = _model(case, device)
     inputs = model_input(model, **case["input"], device=device)
     env = environment(str(device))
     counted = count_fvcore(model, inputs)
@@ -274,7 +301,7 @@ def _peak_memory_end(device: torch.device, baseline: float, method: str) -> floa
 def inference_case(case: dict) -> list[dict]:
     """FPS and peak memory of batch-1 inference (see the module docstring)."""
     device, extra = _setup(case)
-    model = _model(case["preset"], case["backend"], case["overrides"], device)
+    model, _, _ = _model(case, device)
     clips, padding = model_input(model, **case["input"], device=device)
     env = environment(str(device))
 
@@ -294,17 +321,13 @@ def scaling_attention(case: dict):
     """The attention module of a scaling case: the backend over one (T, H, W) level."""
     from attention.registry import build_attention
 
-    options = dict(case["options"])
-    if case["backend"] == "stdeform":
-        options = {
-            "mode": options.get("mode", "3d"),
-            "n_points": options.get("K", 32),
-            "n_frames": case["T"],
-            "n_levels": 1,
-            "window": options.get("window"),
-        }
     return build_attention(
-        case["backend"], d_model=case["d_model"], n_heads=case["n_heads"], **options
+        {"backend": case["backend"], "options": case["options"]},
+        d_model=case["d_model"],
+        n_heads=case["n_heads"],
+        n_levels=1,
+        n_frames=case["T"],
+        layer_index=case.get("layer_index", 0),
     )
 
 
@@ -340,3 +363,72 @@ def scaling_case(case: dict) -> list[dict]:
         record(case, "time", summary["median_s"], "s", env, **summary, **extra),
         record(case, "peak_memory", peak, "MiB", env, **memory, **extra),
     ]
+
+
+def random_targets(batch: int, T: int, height: int, width: int, num_classes: int, generator):
+    """Targets of the dataset's format (bench.data.dataset) for a random batch: 1-3 rectangles per
+    clip with random classes, visible in every frame, boxes from their masks."""
+    from bench.data.dataset import masks_to_boxes
+
+    targets = []
+    for _ in range(batch):
+        n = int(torch.randint(1, 4, (1,), generator=generator))
+        masks = torch.zeros(n, T, height, width, dtype=torch.bool)
+        for i in range(n):
+            y0, x0 = (
+                int(torch.randint(0, s // 2, (1,), generator=generator)) for s in (height, width)
+            )
+            h, w = (
+                int(torch.randint(s // 8, s // 2, (1,), generator=generator))
+                for s in (height, width)
+            )
+            masks[i, :, y0 : y0 + h, x0 : x0 + w] = True
+        labels = torch.randint(0, num_classes, (n,), generator=generator)
+        targets.append(
+            {
+                "labels": labels,
+                "boxes": masks_to_boxes(masks),
+                "masks": masks,
+                "valid": masks.flatten(2).any(2),
+            }
+        )
+    return targets
+
+
+def step_case(case: dict) -> list[dict]:
+    """One training step's time and one evaluation pass's time (see the module docstring)."""
+    from bench.engine import build_optimizer, to_device, train_step
+    from models import InferenceRunner
+
+    device, extra = _setup(case)
+    model, criterion, postprocess = _model(case, device, train=True)
+    preset = model.preset
+    batch_size = case.get("batch_size") or preset.batch_size
+    generator = torch.Generator().manual_seed(0)
+    T, height, width = preset.num_frames, preset.short_side, preset.max_size
+    clips = torch.randn(batch_size, T, 3, height, width, generator=generator)
+    padding = torch.zeros(batch_size, height, width, dtype=torch.bool)
+    targets = random_targets(batch_size, T, height, width, preset.num_classes, generator)
+    batch = to_device((clips, padding, targets), device)
+    optimizer = build_optimizer(model, preset)
+    env = environment(str(device))
+
+    def step():
+        train_step(model, criterion, optimizer, batch, device, preset.clip_max_norm)
+
+    summary, _, _ = _timed_with_peak(step, device, case)
+    model.eval()
+    runner = InferenceRunner(model, postprocess)
+    video = torch.randn(case["eval_frames"], 3, height, width, generator=generator).to(device)
+
+    def evaluation():
+        with torch.no_grad():
+            runner.run_video(video, (height, width), video_id=0)
+
+    eval_summary, _, _ = _timed_with_peak(evaluation, device, case)
+    return [
+        record(case, "step_time", summary["median_s"], "s", env, batch_size=batch_size,
+               **summary, **extra),
+        record(case, "eval_video_time", eval_summary["median_s"], "s", env,
+               frames=case["eval_frames"], **eval_summary, **extra),
+    ]  # fmt: skip

@@ -1,0 +1,162 @@
+"""Studies longer than the ablation: each backend's learning rate, and convergence to the plateau.
+
+    python -m bench.study lr --backends full stdeform:mode=frames,n_points=16 --seeds 0 1
+    python -m bench.study convergence --backends full stdeform:mode=frames,n_points=16 \\
+        --seeds 0 1 --iterations 4800
+
+``lr``: every configuration trains at each of --lrs (default: the preset's lr / 3, lr, x3) for
+the ablation's iterations and seeds; the rate with the best mean final validation AP over seeds
+is the configuration's choice (``choose_lr``). Writes lr_sweep.{jsonl,csv,md} and
+lr_choice.json ({encoder backend: rate}); the preset's lr_by_backend holds the committed choice
+that bench.ablate trains with.
+
+``convergence``: full attention and a deformable setting trained for --iterations (default 8x
+the ablation's) at their own learning rates, several seeds each. A run's curve has flattened when
+it gained less than 0.5 AP points over its last 20% of iterations (bench.convergence.plateaued).
+The target is 90% of the lower of the configurations' mean final AP, so that every configuration
+can reach it (``study_target``); per seed, iterations to the target give the ratio dense /
+deformable with its interval (bench.stats.ratio_interval, paired by seed); a configuration that
+never reaches it reports its plateau AP and the iterations it ran. Writes study.{jsonl,csv,md}.
+
+Both are resumable like the ablation (finished runs are skipped, killed ones resume) and share
+its options; their runs sit in <out>/runs/ as lr-... and study-....
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bench import ablate, cli
+from bench.convergence import DEFAULT_TARGET_FRACTION, plateau_gain, plateaued
+from bench.stats import mean_interval, ratio_interval, verdict
+
+DEFAULT_STUDY_BACKENDS = ("full", "stdeform:mode=frames,n_points=16")
+STUDY_LENGTH = 8  # the convergence study runs this many times the ablation's iterations
+
+
+def choose_lr(outcome: ablate.Outcome) -> dict[str, float]:
+    """Per configuration label, the rate whose mean final AP over seeds is highest."""
+    best: dict[str, tuple[float, float]] = {}
+    for (setting, lr), group in outcome.groups().items():
+        interval = mean_interval(outcome.final_aps(group).values())
+        if interval is None:
+            continue
+        if setting.label not in best or interval.value > best[setting.label][1]:
+            best[setting.label] = (lr, interval.value)
+    return {label: lr for label, (lr, _) in best.items()}
+
+
+def study_target(configuration_means: list[float | None]) -> float | None:
+    """90% of the lowest configuration's mean final AP (every configuration can reach it)."""
+    known = [ap for ap in configuration_means if ap is not None and ap > 0]
+    return DEFAULT_TARGET_FRACTION * min(known) if known else None
+
+
+def ratios(outcome: ablate.Outcome) -> pd.DataFrame:
+    """Iterations to target, dense over each other configuration, paired by seed."""
+    groups = outcome.groups()
+    dense = next((g for g in groups if g[0].encoder.name == g[0].decoder.name == "full"), None)
+    rows = []
+    for key, group in groups.items():
+        if dense is None or key == dense:
+            continue
+        per_seed = {}
+        for planned in (*groups[dense], *group):
+            hit = outcome.reached.get(planned.config.run)
+            per_seed.setdefault(planned.config.seed, {})[planned.group == dense] = (
+                hit["iteration"] if hit else None
+            )
+        pairs = [(v.get(True), v.get(False)) for v in per_seed.values()]
+        both = [(d, o) for d, o in pairs if d is not None and o is not None]
+        interval = ratio_interval([d for d, _ in both], [o for _, o in both])
+        censored = len(both) < len(pairs)
+        value = "—" if interval is None else f"{interval.value:.2f}"
+        if interval is not None and interval.low is not None:
+            value += f" [{interval.low:.2f}, {interval.high:.2f}]"
+        rows.append(
+            {
+                "ratio": f"{dense[0].label} / {key[0].label}",
+                "iterations to target, dense / other": value,
+                "seeds with both reaching": f"{len(both)} of {len(pairs)}",
+                "verdict": verdict(interval, null=1.0) if not censored else "censored: lower bound",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plateau_table(outcome: ablate.Outcome) -> pd.DataFrame:
+    """Per configuration: final (plateau) AP, AP gained over the last 20%, flattened runs."""
+    rows = []
+    for (setting, lr), group in outcome.groups().items():
+        done = [p for p in group if outcome.usable(p)]
+        logs = [outcome.logs[p.config.run] for p in done]
+        gains = [plateau_gain(log) for log in logs]
+        rows.append(
+            {
+                "configuration": setting.label,
+                "lr": f"{lr:g}",
+                "final AP (%)": ablate._percent(mean_interval(outcome.final_aps(group).values())),
+                "AP gained over the last 20% (points)": ablate._percent(mean_interval(gains)),
+                "flattened (< 0.5 points)": f"{sum(plateaued(log) for log in logs)} of {len(logs)}",
+                "iterations": ", ".join(str(log[-1]["iteration"]) for log in logs if log),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def build_parser():
+    parser = cli.parser("python -m bench.study", __doc__)
+    commands = parser.add_subparsers(dest="study", required=True, parser_class=cli.ArgumentParser)
+    for name, help_text in (("lr", "the learning-rate sweep"), ("convergence", "the long runs")):
+        sub = commands.add_parser(name, help=help_text, formatter_class=cli.HelpFormatter)
+        for action in ablate.build_parser()._actions:
+            if action.dest in ("help",):
+                continue
+            sub._add_action(action)
+        if name == "lr":
+            sub.add_argument("--lrs", type=cli.positive_float, nargs="+", default=None,
+                             help="rates to try (default: the preset's lr / 3, lr, lr x 3)")  # fmt: skip
+            sub.set_defaults(seeds=[0, 1], k=[])
+        else:
+            sub.set_defaults(backends=list(DEFAULT_STUDY_BACKENDS), k=[], seeds=[0, 1],
+                             iterations=None, eval_every=None)  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.study == "convergence":
+        args.iterations = args.iterations or STUDY_LENGTH * ablate.TrainConfig.iterations
+        args.eval_every = args.eval_every or STUDY_LENGTH * ablate.TrainConfig.eval_every // 4
+    settings = ablate.prepare(args)
+    out = Path(args.out)
+    if args.study == "lr":
+        base = ablate.get_preset(args.preset, **args.overrides).lr
+        lrs = args.lrs or [base / 3, base, base * 3]
+        runs = ablate.plan_runs(settings, args, lrs=lrs, kind="lr")
+        statuses = ablate.train_runs(runs)
+        outcome = ablate.collect(runs, args.target_ap)
+        ablate.store_records(outcome, statuses, out / "lr_sweep.jsonl", "lr_sweep", args.device)
+        chosen = choose_lr(outcome)
+        by_backend = {s.encoder.name: chosen[s.label] for s in settings if s.label in chosen}
+        (out / "lr_choice.json").write_text(json.dumps(by_backend, indent=2) + "\n")
+        text = ablate.write_tables(out, "lr_sweep", [ablate.summary_table(outcome)], outcome.target)
+        print(f"\n{text}\nchosen (lr_choice.json): {by_backend}")
+        result = {"chosen": by_backend}
+    else:
+        runs = ablate.plan_runs(settings, args, kind="study")
+        statuses = ablate.train_runs(runs)
+        outcome = ablate.collect(runs, args.target_ap, study_target)
+        ablate.store_records(outcome, statuses, out / "study.jsonl", "study", args.device)
+        tables = [plateau_table(outcome), ablate.summary_table(outcome), ratios(outcome)]
+        text = ablate.write_tables(out, "study", tables, outcome.target)
+        print(f"\n{text}")
+        result = {"target": outcome.target}
+    ablate.exit_on_failures(statuses, "study")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run("python -m bench.study", main) and 0)

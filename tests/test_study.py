@@ -1,0 +1,77 @@
+"""The studies' decisions on constructed logs: the learning rate chosen, the target, the ratio."""
+
+import argparse
+
+import pytest
+
+from bench import ablate
+from bench.method import plan_settings
+from bench.study import choose_lr, plateau_table, ratios, study_target
+from models import get_preset
+
+
+def planned_runs(specs, lrs, seeds):
+    settings = plan_settings(get_preset("quick"), specs)
+    args = argparse.Namespace(seeds=seeds, preset="quick", overrides={}, out="unused",
+                              data="synthetic", iterations=100, eval_every=50, lr_drop=2 / 3,
+                              budget_minutes=None, device="cpu", threads=1, val_videos=None)  # fmt: skip
+    return ablate.plan_runs(settings, args, lrs=lrs, kind="x")
+
+
+def curve(aps, step=50):
+    return [{"iteration": step * (i + 1), "epoch": 0.0, "wall_s": 1.0, "device_hours": 0.1,
+             "metrics": {"AP": ap}} for i, ap in enumerate(aps)]  # fmt: skip
+
+
+def outcome_of(runs, finals_ap, target=None, logs=None, target_rule=None):
+    logs = logs or {p.config.run: curve([finals_ap[p.config.run]]) for p in runs}
+    finals = {p.config.run: {"status": "ok", "metrics": {"AP": finals_ap[p.config.run]}}
+              for p in runs}  # fmt: skip
+    outcome = ablate.Outcome(runs, logs, finals, target, {})
+    if target is None and target_rule is not None:
+        means = [sum(outcome.final_aps(g).values()) / len(g) for g in outcome.groups().values()]
+        outcome.target = target_rule(means)
+    from bench.convergence import reach
+
+    outcome.reached = {p.config.run: reach(logs[p.config.run], outcome.target)
+                       if outcome.target is not None else None for p in runs}  # fmt: skip
+    return outcome
+
+
+def test_the_sweep_chooses_the_rate_with_the_best_mean_ap_over_seeds():
+    runs = planned_runs(["full", "stdeform:n_points=4"], [1e-4, 3e-4, 9e-4], [0, 1])
+    ap = {}
+    for p in runs:
+        if p.setting.encoder.name == "full":  # best on average at 1e-4, though seed 1 prefers 3e-4
+            ap[p.config.run] = {1e-4: (0.30, 0.20), 3e-4: (0.10, 0.30), 9e-4: (0.05, 0.05)}[p.lr][
+                p.config.seed
+            ]
+        else:  # a clear optimum at 9e-4
+            ap[p.config.run] = {1e-4: 0.2, 3e-4: 0.3, 9e-4: 0.4}[p.lr] + 0.01 * p.config.seed
+    chosen = choose_lr(outcome_of(runs, ap))
+    assert chosen == {"full (sdpa)": 1e-4, "stdeform 3d K=4": 9e-4}
+
+
+def test_the_study_target_is_reachable_by_every_configuration():
+    assert study_target([0.40, 0.20]) == pytest.approx(0.18)
+    assert study_target([None, 0.0]) is None
+
+
+def test_the_ratio_of_iterations_to_target_with_a_censored_run():
+    runs = planned_runs(["full", "stdeform:n_points=4"], [1e-4], [0, 1, 2])
+    logs = {}
+    for p in runs:
+        if p.setting.encoder.name == "stdeform":  # reaches 0.2 at iteration 100 in every seed
+            logs[p.config.run] = curve([0.1, 0.25, 0.3, 0.3])
+        elif p.config.seed < 2:  # dense: reaches it at iteration 800
+            logs[p.config.run] = curve([0.05] * 15 + [0.21, 0.22])
+        else:  # seed 2: never
+            logs[p.config.run] = curve([0.05] * 17)
+    finals = {run: log[-1]["metrics"]["AP"] for run, log in logs.items()}
+    outcome = outcome_of(runs, finals, target=0.2, logs=logs)
+    table = ratios(outcome)
+    assert list(table["seeds with both reaching"]) == ["2 of 3"]
+    assert table["iterations to target, dense / other"].iloc[0].startswith("8.00")
+    assert table["verdict"].iloc[0] == "censored: lower bound"
+    plateau = plateau_table(outcome)
+    assert list(plateau["flattened (< 0.5 points)"]) == ["1 of 3", "3 of 3"]
