@@ -270,15 +270,7 @@ def train(config: TrainConfig, callbacks: tuple[Callable, ...] = ()) -> dict:
 
     setup = build_setup(config, broadcast(data_paths(config) if rank == 0 else None), device, world)
     model, optimizer = setup.model, setup.optimizer
-    checkpoint = files.load_checkpoint(device)
-    iteration, clock = 0, Clock(0.0)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        iteration, clock = checkpoint["iteration"], Clock(checkpoint["wall_s"])
-    if rank == 0:
-        files.resume(checkpoint)
-
+    iteration, clock = restore(files, setup, device, rank)
     trained = model
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
@@ -310,20 +302,10 @@ def train(config: TrainConfig, callbacks: tuple[Callable, ...] = ()) -> dict:
             callback(iteration, model, rank)
         cut = budget_s is not None and clock() + last_eval_s >= budget_s
         if iteration % config.eval_every == 0 or iteration == config.iterations or cut:
-            started = time.perf_counter()
-            metrics = evaluate_model(
-                model, setup.postprocess, setup.val_set, setup.val_videos, device, rank, world
-            )
-            last_eval_s = time.perf_counter() - started
-            line = log_line(config, iteration, clock(), last_eval_s, losses, metrics, optimizer,
-                            len(setup.train_set), setup.global_batch, device, world)  # fmt: skip
-            losses = []
-            if rank == 0:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-                files.save({**state, "iteration": iteration, "wall_s": line["wall_s"]}, line)
-                progress.set_postfix(AP=f"{line['metrics'].get('AP', float('nan')):.3f}")
-            if world > 1:
-                dist.barrier()
+            line = checkpoint_evaluation(config, setup, files, iteration, clock, losses, device,
+                                         rank, world)  # fmt: skip
+            losses, last_eval_s = [], line["eval_s"]
+            progress.set_postfix(AP=f"{line['metrics'].get('AP', float('nan')):.3f}")
             if cut and iteration < config.iterations:
                 status = "budget"  # the safety cap stopped it: this evaluation is the last
                 break
@@ -335,6 +317,35 @@ def train(config: TrainConfig, callbacks: tuple[Callable, ...] = ()) -> dict:
         )
         files.finish(summary)
     return _close(broadcast(summary))
+
+
+def restore(files: RunFiles, setup: Setup, device, rank: int) -> tuple[int, Clock]:
+    """Load the last checkpoint into the model and optimizer (and make the log agree with it);
+    returns the iteration to continue from and the run's clock."""
+    checkpoint = files.load_checkpoint(device)
+    if rank == 0:
+        files.resume(checkpoint)
+    if checkpoint is None:
+        return 0, Clock(0.0)
+    setup.model.load_state_dict(checkpoint["model"])
+    setup.optimizer.load_state_dict(checkpoint["optimizer"])
+    return checkpoint["iteration"], Clock(checkpoint["wall_s"])
+
+
+def checkpoint_evaluation(config, setup, files, iteration, clock, losses, device, rank, world):
+    """Evaluate, then (rank 0) checkpoint and log; returns the log line."""
+    started = time.perf_counter()
+    metrics = evaluate_model(
+        setup.model, setup.postprocess, setup.val_set, setup.val_videos, device, rank, world
+    )
+    line = log_line(config, iteration, clock(), time.perf_counter() - started, losses, metrics,
+                    setup.optimizer, len(setup.train_set), setup.global_batch, device, world)  # fmt: skip
+    if rank == 0:
+        state = {"model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict()}
+        files.save({**state, "iteration": iteration, "wall_s": line["wall_s"]}, line)
+    if world > 1:
+        dist.barrier()
+    return line
 
 
 def _close(summary: dict) -> dict:

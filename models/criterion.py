@@ -11,9 +11,8 @@ After the sequence matcher pairs query sequences with target instances:
   (``mask_resolution="input"``) the mask logits are upsampled bilinearly to the padded input size,
   exactly as the postprocess does, and compared with the binary target masks (as DETR and VisTR);
   ``mask_resolution="logits"`` instead area-downsamples the targets to the logits' resolution
-  (soft targets; cheaper, but the masks come out about a pixel less precise, which cost ~0.08
-  mean IoU on the small synthetic shapes). ``loss_dice`` runs over the instance's valid frames
-  jointly (one volume).
+  (soft targets; cheaper, about a pixel less precise: docs/tuning.md). ``loss_dice`` runs over the
+  instance's valid frames jointly (one volume).
 - Frames of ``loss_mask``: by default ALL T frames of a matched instance, with an empty target
   where it is invisible (``mask_frames="all"``): the YouTube-VIS video IoU adds a mask predicted
   on a frame where the instance is absent (it left, or is hidden) to the union, so the model must

@@ -5,11 +5,11 @@ list: per query sequence, class probabilities (softmax without no-object, or sig
 models) averaged over the frames; one category per instance (argmax). Its score is that mean
 probability times, with ``mask_scoring`` (default), the instance's mask quality: the mean mask
 probability over the pixels it predicts (probability > 0.5, all frames), as Mask2Former scores
-instances. A confident class on a hesitant mask then ranks below a sure one; on held-out
-synthetic videos (150, seed 1) this raised stdeform's AP by ~0.04 and AP50 by ~0.035. Masks = the
-logits upsampled to the padded input (bilinear, as the criterion compares them), the padding
-cropped, resized to the video's original size, sigmoid > 0.5, one compressed RLE per frame (None
-where empty; an instance whose mask is empty in every frame is no detection and is left out).
+instances: a confident class on a hesitant mask ranks below a sure one (measured gain:
+docs/tuning.md). Masks = the logits upsampled to the padded input (bilinear, as the criterion
+compares them), the padding cropped, resized to the video's original size, sigmoid > 0.5, one
+compressed RLE per frame (None where empty; an instance whose mask is empty in every frame is no
+detection and is left out).
 ``max_detections`` keeps the best-scoring instances (default: all n).
 
 ``InferenceRunner`` runs a video of any length F: videos shorter than T are looped to T frames
@@ -19,9 +19,9 @@ last clip aligned to the video's end). Query sequences of consecutive clips are 
 tracks by mask IoU on the frames they share (Hungarian on the IoU between the track's mask so far
 and the new clip's masks); a pair is linked when its IoU >= ``link_threshold``, otherwise the
 query starts a new track. The default 0.1 only refuses pairs that barely overlap, such as an
-instance entering the video late (empty on the shared frames) and an empty track; on held-out
-synthetic videos 0.1 gave a slightly higher AP than 0.5 (+0.002 to +0.005), which split small or
-occluded instances, whose masks vary between clips, into fragments.
+instance entering the video late (empty on the shared frames) and an empty track; a higher
+threshold splits small or occluded instances, whose masks vary between clips, into fragments
+(docs/tuning.md).
 A track's per-frame mask probabilities and its class probabilities are averaged over its clips.
 """
 

@@ -115,8 +115,12 @@ def flops_case(case: dict) -> list[dict]:
     model, _, _ = _model(case, device)
     inputs = model_input(model, **case["input"], device=device)
     env = environment(str(device))
+
+    def gmacs(macs: float, component: str, counter: str, **extra) -> dict:
+        return record(case, "macs", macs / 1e9, "GMAC", env, component=component, counter=counter,
+                      **extra)  # fmt: skip
+
     counted = count_fvcore(model, inputs)
-    giga = 1e9
     modules = counted.by_module
     parts = {
         "backbone": modules.get("backbone", 0),
@@ -125,83 +129,34 @@ def flops_case(case: dict) -> list[dict]:
     }
     # input projections, pixel decoder, class/box/mask heads and the mask product
     parts["heads"] = counted.total_macs - sum(parts.values())
-    records = [
-        record(
-            case,
-            "macs",
-            counted.total_macs / giga,
-            "GMAC",
-            env,
-            component="model",
-            counter="fvcore",
-            unsupported=counted.unsupported,
-        )
-    ]
-    records += [
-        record(case, "macs", value / giga, "GMAC", env, component=name, counter="fvcore")
-        for name, value in parts.items()
-    ]
+    records = [gmacs(counted.total_macs, "model", "fvcore", unsupported=counted.unsupported)]
+    records += [gmacs(value, name, "fvcore") for name, value in parts.items()]
     flops, _ = count_flop_counter(model, inputs)
-    records.append(
-        record(
-            case, "macs", flops / 2 / giga, "GMAC", env, component="model", counter="flop_counter"
-        )
+    records.append(gmacs(flops / 2, "model", "flop_counter"))
+    return records + encoder_records(model, inputs, modules, gmacs)
+
+
+def encoder_records(model, inputs, modules: dict, gmacs) -> list[dict]:
+    """One encoder layer and the attention of all encoder layers, counted by fvcore and by the
+    backends' formulas (none when the model has no encoder layer)."""
+    encoder = model.transformer.encoder
+    if not len(encoder):
+        return []
+    shapes = _token_shapes(model, inputs)
+    tokens = sum(t * h * w for t, h, w in shapes)
+    ffn = encoder[0].ffn.linear1
+    layer = encoder_layer_macs(
+        encoder[0].self_attn, tokens, shapes, ffn.in_features, ffn.out_features
     )
-    transformer = model.transformer
-    layers = len(transformer.encoder)
-    if layers:
-        # one encoder layer, and the attention of all encoder layers, counted and by formula
-        attention = transformer.encoder[0].self_attn
-        shapes = _token_shapes(model, inputs)
-        tokens = sum(t * h * w for t, h, w in shapes)
-        ffn = transformer.encoder[0].ffn.linear1
-        breakdown = encoder_layer_macs(attention, tokens, shapes, ffn.in_features, ffn.out_features)
-        attention_macs = attention.macs(tokens, shapes)
-        counted_attention = sum(
-            modules.get(f"transformer.encoder.{i}.self_attn", 0) for i in range(layers)
-        )
-        records += [
-            record(
-                case,
-                "macs",
-                modules.get("transformer.encoder.0", 0) / giga,
-                "GMAC",
-                env,
-                component="encoder_layer",
-                counter="fvcore",
-            ),
-            record(
-                case,
-                "macs",
-                sum(breakdown.values()) / giga,
-                "GMAC",
-                env,
-                component="encoder_layer",
-                counter="analytic",
-                breakdown={k: v / giga for k, v in breakdown.items()},
-            ),
-            record(
-                case,
-                "macs",
-                counted_attention / giga,
-                "GMAC",
-                env,
-                component="encoder_attention",
-                counter="fvcore",
-                layers=layers,
-            ),
-            record(
-                case,
-                "macs",
-                layers * attention_macs / giga,
-                "GMAC",
-                env,
-                component="encoder_attention",
-                counter="analytic",
-                layers=layers,
-            ),
-        ]
-    return records
+    counted = sum(modules.get(f"transformer.encoder.{i}.self_attn", 0) for i in range(len(encoder)))
+    analytic = sum(block.self_attn.macs(tokens, shapes) for block in encoder)
+    return [
+        gmacs(modules.get("transformer.encoder.0", 0), "encoder_layer", "fvcore"),
+        gmacs(sum(layer.values()), "encoder_layer", "analytic",
+              breakdown={k: v / 1e9 for k, v in layer.items()}),
+        gmacs(counted, "encoder_attention", "fvcore", layers=len(encoder)),
+        gmacs(analytic, "encoder_attention", "analytic", layers=len(encoder)),
+    ]  # fmt: skip
 
 
 def _token_shapes(model, inputs) -> list[tuple[int, int, int]]:
