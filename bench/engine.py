@@ -168,22 +168,28 @@ def subset_ground_truth(val: YTVISClipDataset, video_ids: list[int]) -> dict:
 
 
 @torch.no_grad()
-def evaluate_model(model, postprocess, val, video_ids, device, rank: int = 0, world: int = 1):
-    """YouTube-VIS metrics of ``model`` on ``video_ids`` of the val set (inference split across
-    processes, scored on rank 0); every process gets the metrics."""
+def predict_videos(model, postprocess, dataset, video_ids, device) -> list[dict]:
+    """YouTube-VIS results (bench.data.results) of ``model`` on whole videos of ``dataset``."""
     model.eval()
     preset = model.preset
     transforms = build_transforms(False, preset.short_side, preset.max_size)
     runner = InferenceRunner(model, postprocess)
     results = []
-    for video_id in video_ids[rank::world]:
-        frames = list(range(val.ytvis.videos[video_id]["length"]))
+    for video_id in video_ids:
+        frames = list(range(dataset.ytvis.videos[video_id]["length"]))
         clip, target = transforms(
-            val.load_clip(video_id, frames), val.load_target(video_id, frames)
+            dataset.load_clip(video_id, frames), dataset.load_target(video_id, frames)
         )
         orig = tuple(int(s) for s in target["orig_size"])
         with autocast(device):
             results += runner.run_video(clip.to(device), orig, video_id)
+    return results
+
+
+def evaluate_model(model, postprocess, val, video_ids, device, rank: int = 0, world: int = 1):
+    """YouTube-VIS metrics of ``model`` on ``video_ids`` of the val set (inference split across
+    processes, scored on rank 0); every process gets the metrics. Leaves the model in train mode."""
+    results = predict_videos(model, postprocess, val, video_ids[rank::world], device)
     if world > 1:
         gathered = [None] * world if rank == 0 else None
         dist.gather_object(results, gathered, dst=0)

@@ -24,13 +24,6 @@ from tests.tiny import TINY, set_args
 TRAIN_TINY = {**TINY, "focal_loss": True}  # focal: the criterion's all-reduced normaliser under DDP
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    generate_synthetic(out, videos=4, frames=6, size=(64, 64), seed=0, val_videos=2)
-    return out
-
-
 def train_args(data, out, run, iterations, eval_every, extra=()):
     return [
         "--name", run, "--out", str(out), "--data", str(data), "--iterations", str(iterations),
