@@ -396,6 +396,67 @@ def test_bad_grad_out_raises_value_error(kernel, grad_out, message):
 
 # ------------------------------------------------------------------------ subprocesses (slower)
 
+OVERFLOW_SCRIPT = """
+import json, sys
+import torch
+import attention
+shapes, start, S = json.loads(sys.argv[1])
+shapes, start = torch.tensor(shapes), torch.tensor(start)
+torch.manual_seed(0)
+L = shapes.shape[0]
+value = torch.randn(1, S, 1, 4)
+loc, weights = torch.rand(1, 3, 1, L, 2, 3), torch.rand(1, 3, 1, L, 2)
+messages = {}
+for impl in ("op", "reference"):
+    try:
+        attention.stdeform_attn(value, shapes, start, loc, weights, impl=impl)
+        messages[impl] = "no error"
+    except ValueError as error:
+        messages[impl] = str(error).splitlines()[0]
+print(json.dumps(messages))
+"""
+
+# Name -> (shapes, start, S, the message): sizes whose int64 arithmetic wraps.
+OVERFLOWS = {
+    "T*H*W = 2**64 wraps to S=0": (
+        [[2**32, 2**32, 1]],
+        [0],
+        0,
+        "stdeform_attn: shapes[0] = (4294967296, 4294967296, 1) has T*H*W beyond int64",
+    ),
+    "T*H*W = 2**64 + 16 wraps to S=16": (
+        [[2**62 + 4, 4, 1]],
+        [0],
+        16,
+        "stdeform_attn: shapes[0] = (4611686018427387908, 4, 1) has T*H*W beyond int64",
+    ),
+    "sum(T*H*W) = 2**63 wraps negative": (
+        [[2**62, 1, 1], [2**62, 1, 1], [1, 1, 1]],
+        [0, 2**62, 0],
+        0,
+        "stdeform_attn: sum(T*H*W) over shapes[0..1] is beyond int64 "
+        "(at shapes[1] = (4611686018427387904, 1, 1))",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OVERFLOWS, ids=list(OVERFLOWS))
+def test_int64_overflow_raises_value_error(case):
+    """Shapes whose T*H*W or sum overflows int64: the C++ and Python checks raise the same
+    ValueError (no wrapped number in it), not a crash. In a subprocess: a segfault fails the test."""
+    shapes, start, S, message = OVERFLOWS[case]
+    proc = subprocess.run(
+        [sys.executable, "-c", OVERFLOW_SCRIPT, json.dumps([shapes, start, S])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    messages = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert messages == {"op": message, "reference": message}
+
+
 FALLBACK_SCRIPT = """
 import json, warnings
 import torch
