@@ -55,6 +55,22 @@ def _backward(ctx, grad_out):
     return grad_value, None, None, grad_loc, grad_weights
 
 
+DOUBLE_BACKWARD_ERROR = (
+    "visbench::stdeform_attn does not support double backward (second-order gradients); "
+    "use impl='reference'"
+)
+
+
+def _setup_backward_context(ctx, inputs, output):
+    pass
+
+
+def _double_backward(ctx, *grads):
+    """The backward op's own backward: second-order gradients are not implemented, so asking for
+    them raises (an op without an autograd kernel would give zeros with only a warning)."""
+    raise RuntimeError(DOUBLE_BACKWARD_ERROR)
+
+
 def _register_reference(library: torch.library.Library, dispatch_key: str) -> None:
     library.impl("stdeform_attn", stdeform_attn_reference, dispatch_key)
     library.impl("stdeform_attn_backward", stdeform_attn_reference_backward, dispatch_key)
@@ -98,6 +114,11 @@ def register_op() -> ExtensionInfo:
     torch.library.register_fake("visbench::stdeform_attn_backward", _fake_backward)
     torch.library.register_autograd(
         "visbench::stdeform_attn", _backward, setup_context=_setup_context
+    )
+    torch.library.register_autograd(
+        "visbench::stdeform_attn_backward",
+        _double_backward,
+        setup_context=_setup_backward_context,
     )
     _info = info
     return info

@@ -70,11 +70,13 @@ def make_inputs(
     return value, shapes, start, loc, weights
 
 
-def run(impl, value, shapes, start, loc, weights, seed=1):
-    """Output and gradients (value, loc, weights) of ``impl`` for a seeded random grad_out."""
+def run(impl, value, shapes, start, loc, weights, seed=1, grad_out=None):
+    """Output and gradients (value, loc, weights) of ``impl`` for grad_out (default: seeded
+    random)."""
     value, loc, weights = (t.detach().clone().requires_grad_() for t in (value, loc, weights))
     out = stdeform_attn(value, shapes, start, loc, weights, impl=impl)
-    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    if grad_out is None:
+        grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
     out.backward(grad_out.to(out.dtype))
     return out.detach(), value.grad, loc.grad, weights.grad
 
@@ -189,6 +191,14 @@ def test_t1_equals_bilinear_grid_sample(kernel):
 
 def test_gradcheck(kernel):
     """Finite differences in float64, points kept off integer pixel coordinates."""
+    value, shapes, start, loc, weights = gradcheck_inputs()
+    inputs = (value.requires_grad_(), shapes, start, loc.requires_grad_(), weights.requires_grad_())
+    assert torch.autograd.gradcheck(stdeform_attn, inputs, eps=1e-6, atol=1e-7)
+
+
+def gradcheck_inputs():
+    """float64 (value, shapes, start, loc, weights) with points kept off integer pixel
+    coordinates, where the op is smooth (finite differences are exact up to eps)."""
     levels = [(2, 3, 4), (1, 2, 3)]
     value, shapes, start, _, weights = make_inputs(levels, N=1, Q=2, M=2, D=2, K=2)
     gen = torch.Generator().manual_seed(3)
@@ -199,8 +209,34 @@ def test_gradcheck(kernel):
             pixel = torch.randint(-1, size, (1, 2, 2, 2), generator=gen)
             pixel = pixel + 0.2 + 0.6 * torch.rand(pixel.shape, generator=gen, dtype=torch.float64)
             loc[:, :, :, level, :, dim] = (pixel + 0.5) / size
-    inputs = (value.requires_grad_(), shapes, start, loc.requires_grad_(), weights.requires_grad_())
-    assert torch.autograd.gradcheck(stdeform_attn, inputs, eps=1e-6, atol=1e-7)
+    return value, shapes, start, loc, weights
+
+
+def test_double_backward_raises(kernel):
+    """Gradients with create_graph=True work; differentiating them again raises a clear error
+    (the backward op has no derivative), never silent zeros."""
+    value, shapes, start, loc, weights = make_inputs([(3, 4, 5), (1, 2, 3)], lo=-0.1, hi=1.1)
+    leaves = [t.requires_grad_() for t in (value, loc, weights)]
+    out = stdeform_attn(value, shapes, start, loc, weights)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+    grads = torch.autograd.grad(out, leaves, grad_out, create_graph=True)
+    expected = run("reference", value, shapes, start, loc, weights, grad_out=grad_out)[1:]
+    for name, a, b in zip(("value", "loc", "weights"), grads, expected, strict=True):
+        assert_close(a.detach(), b, TOLERANCE[torch.float64], name)
+    penalty = sum(g.square().sum() for g in grads)
+    with pytest.raises(RuntimeError, match=r"does not support double backward.*impl='reference'"):
+        penalty.backward()
+
+
+def test_reference_double_backward():
+    """impl="reference" (autograd through grid_sample) gives correct second-order gradients."""
+    value, shapes, start, loc, weights = gradcheck_inputs()
+    leaves = [t.requires_grad_() for t in (value, loc, weights)]
+
+    def fn(value, loc, weights):
+        return stdeform_attn(value, shapes, start, loc, weights, impl="reference")
+
+    assert torch.autograd.gradgradcheck(fn, leaves, eps=1e-6, atol=1e-6)
 
 
 def test_opcheck(kernel):
