@@ -1,7 +1,7 @@
 """The STDeformAttn custom op ``torch.ops.visbench.stdeform_attn`` and its public wrapper.
 
 The schema and the CPU/CUDA kernels live in csrc/ (TORCH_LIBRARY / TORCH_LIBRARY_IMPL) and are
-compiled on first use (attention/extension.py). This module adds what the modern custom-op
+compiled on first use (attention/extension.py); ``import attention`` calls register_op. This module adds what the modern custom-op
 convention keeps in Python: the fake (meta) kernels for torch.compile and the autograd formula,
 whose backward is itself the registered op ``visbench::stdeform_attn_backward``. Where no
 compiled kernel exists for a device (no compiler, no CUDA toolkit) the op runs the pure-PyTorch
@@ -153,6 +153,5 @@ def stdeform_attn(
         return stdeform_attn_reference(value, shapes, start, loc, weights)
     if impl != "op":
         raise ValueError(f"stdeform_attn: impl must be 'op' or 'reference', got {impl!r}")
-    if _info is None:
-        register_op()
+    # `import attention` registered the op (register_op), so nothing here runs outside the op.
     return torch.ops.visbench.stdeform_attn(value, shapes, start, loc, weights)

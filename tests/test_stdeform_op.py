@@ -541,6 +541,55 @@ def test_fallback_without_extension():
     assert result["err"] < 1e-12
 
 
+FRESH_PROCESS_SCRIPT = """
+import json, sys
+import torch
+import attention
+registered = hasattr(torch.ops.visbench, "stdeform_attn")
+torch.manual_seed(0)
+shapes, start = torch.tensor([[3, 4, 5], [1, 2, 3]]), torch.tensor([0, 60])
+value = torch.randn(2, 66, 3, 5, requires_grad=True)
+loc = (torch.rand(2, 4, 3, 2, 3, 3) * 1.2 - 0.1).requires_grad_()
+weights = torch.randn(2, 4, 3, 2, 3, requires_grad=True)
+
+def fn(value, loc, weights):
+    return attention.stdeform_attn(value, shapes, start, loc, weights)
+
+out = torch.compile(fn, fullgraph=True)(value, loc, weights)  # the process' first call
+grads = torch.autograd.grad(out.square().sum(), (value, loc, weights))
+expected = attention.stdeform_attn(value, shapes, start, loc, weights, impl="reference")
+expected_grads = torch.autograd.grad(expected.square().sum(), (value, loc, weights))
+err = max(
+    ((a - b).abs().max() / b.abs().max()).item()
+    for a, b in zip((out, *grads), (expected, *expected_grads))
+)
+print(json.dumps({"registered": registered, "impl": attention.stdeform_impl("cpu"), "err": err}))
+"""
+
+
+@pytest.mark.parametrize("setting", ["default", "VISBENCH_EXTENSION=0"])
+def test_import_registers_the_op(setting):
+    """In a fresh process ``import attention`` registers the op (the compiled kernels, or the
+    reference with VISBENCH_EXTENSION=0), so torch.compile(fullgraph=True) works on the very first
+    call, forward and backward."""
+    env = dict(os.environ)
+    if setting == "VISBENCH_EXTENSION=0":
+        env["VISBENCH_EXTENSION"] = "0"
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["registered"]
+    assert result["impl"] == ("reference" if setting == "VISBENCH_EXTENSION=0" else "cpu kernel")
+    assert result["err"] < 1e-5
+
+
 def test_build_is_cached(kernel):
     """A second process loads the cached library: nothing is compiled, it takes seconds."""
     library = Path(kernel.library)
