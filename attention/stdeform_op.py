@@ -27,6 +27,10 @@ BACKWARD_SCHEMA = (
     "Tensor loc, Tensor weights) -> (Tensor, Tensor, Tensor)"
 )
 
+# Under autocast the op runs in float32 on every device, like autocast's float32 ops: bfloat16
+# rounds loc to 1/256, half a pixel on a 128-pixel level, and the kernels take one dtype for all.
+AUTOCAST_DTYPE = torch.float32
+
 _info: ExtensionInfo | None = None  # set once the op is registered
 _libraries: list[torch.library.Library] = []  # keep Python-side registrations alive
 
@@ -69,6 +73,42 @@ def _double_backward(ctx, *grads):
     """The backward op's own backward: second-order gradients are not implemented, so asking for
     them raises (an op without an autograd kernel would give zeros with only a warning)."""
     raise RuntimeError(DOUBLE_BACKWARD_ERROR)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    if device_type not in ("cpu", "cuda"):
+        return False
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch 2.4 takes no device type: is_autocast_enabled() means CUDA
+        return (
+            torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+        )
+
+
+def autocast_inputs(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors as the op sees them under autocast: when autocast is on for their device,
+    floating tensors other than float64 in AUTOCAST_DTYPE (the rule torch.library.register_autocast
+    applies), else unchanged."""
+    if not tensors or not _autocast_enabled(tensors[0].device.type):
+        return tensors
+    return tuple(
+        t.to(AUTOCAST_DTYPE) if t.is_floating_point() and t.dtype != torch.float64 else t
+        for t in tensors
+    )
+
+
+def _register_autocast() -> None:
+    """The op's autocast rule, for calls of torch.ops.visbench.* (torch >= 2.5 has
+    register_autocast; on 2.4 only the stdeform_attn wrapper follows autocast)."""
+    if not hasattr(torch.library, "register_autocast"):
+        return
+    for device_type in ("cpu", "cuda"):
+        for name in ("visbench::stdeform_attn", "visbench::stdeform_attn_backward"):
+            try:
+                torch.library.register_autocast(name, device_type, AUTOCAST_DTYPE)
+            except ValueError:  # no autocast for this device type in this torch build
+                break
 
 
 def _register_reference(library: torch.library.Library, dispatch_key: str) -> None:
@@ -120,6 +160,7 @@ def register_op() -> ExtensionInfo:
         _double_backward,
         setup_context=_setup_backward_context,
     )
+    _register_autocast()
     _info = info
     return info
 
@@ -147,8 +188,10 @@ def stdeform_attn(
     """Spatio-temporal deformable attention: sum over levels and points of weight * trilinear sample.
 
     ``impl="op"`` runs ``torch.ops.visbench.stdeform_attn`` (the compiled kernel of the tensors'
-    device); ``impl="reference"`` the pure-PyTorch ``F.grid_sample`` reference.
+    device); ``impl="reference"`` the pure-PyTorch ``F.grid_sample`` reference. Under autocast
+    both run in float32 (AUTOCAST_DTYPE) and return float32.
     """
+    value, loc, weights = autocast_inputs(value, loc, weights)
     if impl == "reference":
         return stdeform_attn_reference(value, shapes, start, loc, weights)
     if impl != "op":

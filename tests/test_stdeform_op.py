@@ -305,6 +305,38 @@ def test_reduced_precision(kernel, dtype):
         assert_close(a.double(), b, 3e-2, name)
 
 
+@pytest.mark.parametrize("call", ["op", "reference", "torch.ops"])
+def test_autocast_bfloat16_runs_in_float32(kernel, call):
+    """Under CPU bfloat16 autocast, with value and weights in bfloat16 and loc in float32 (as
+    autocast leaves them), the op runs in float32: it equals the float32 op on the same rounded
+    inputs, and gradients reach the float32 leaves."""
+    if call == "torch.ops" and not hasattr(torch.library, "register_autocast"):
+        pytest.skip("torch.library.register_autocast needs torch >= 2.5")
+    args = make_inputs([(3, 4, 5), (1, 3, 3)], lo=-0.1, hi=1.1, dtype=torch.float32)
+    value, shapes, start, loc, weights = args
+    grad_out = torch.randn(2, 5, 21, generator=torch.Generator().manual_seed(4))
+    # float32 reference on the inputs as bfloat16 rounds them
+    rounded = (value.bfloat16().float(), shapes, start, loc, weights.bfloat16().float())
+    expected = run("reference", *rounded, grad_out=grad_out)
+
+    leaves = [t.clone().requires_grad_() for t in (value, loc, weights)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low_value, low_weights = leaves[0].bfloat16(), leaves[2].bfloat16()
+        if call == "torch.ops":
+            out = torch.ops.visbench.stdeform_attn(low_value, shapes, start, leaves[1], low_weights)
+        else:
+            out = stdeform_attn(low_value, shapes, start, leaves[1], low_weights, impl=call)
+    assert out.dtype == torch.float32
+    out.backward(grad_out)
+    assert_close(out.detach(), expected[0], TOLERANCE[torch.float32], "out")
+    # value's and weights' gradients are rounded to bfloat16 on their way to the leaves
+    for name, leaf, grad, tol in zip(
+        ("value", "loc", "weights"), leaves, expected[1:], (1e-2, 1e-5, 1e-2), strict=True
+    ):
+        assert leaf.grad is not None and leaf.grad.dtype == torch.float32, name
+        assert_close(leaf.grad, grad, tol, name)
+
+
 @pytest.fixture
 def threads():
     """Run a test with a given number of intra-op threads, then restore the old count."""
