@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 import attention
 from attention import extension, stdeform_attn
+from attention.stdeform_op import BACKWARD_SCHEMA, FORWARD_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 # dtype -> tolerance, relative to the largest entry of the expected tensor.
@@ -266,6 +267,18 @@ def test_torch_compile_fullgraph(kernel):
         results.append((out.detach(), *(t.grad for t in inputs)))
     for name, a, b in zip(("out", "value", "loc", "weights"), *results, strict=True):
         assert_close(a, b, 1e-5, name)
+
+
+@pytest.mark.parametrize(
+    "name, schema",
+    [("stdeform_attn", FORWARD_SCHEMA), ("stdeform_attn_backward", BACKWARD_SCHEMA)],
+)
+def test_registered_schema_equals_the_python_constant(kernel, name, schema):
+    """The schemas the compiled library defines (TORCH_LIBRARY in csrc/stdeform_attn_op.cpp)
+    equal attention/stdeform_op.py's, which the reference fallback defines."""
+    assert kernel.loaded, kernel.notes
+    registered = getattr(torch.ops.visbench, name).default._schema
+    assert str(registered) == str(torch._C.parse_schema("visbench::" + schema))
 
 
 @pytest.mark.parametrize(
