@@ -120,10 +120,14 @@ def check_stdeform_backward_inputs(grad_out, value, shapes, start, loc, weights)
         raise ValueError(
             f"stdeform_attn_backward: grad_out must be (N, Q, M*D) = {expected}, got {got}"
         )
-    if grad_out.dtype != value.dtype or grad_out.device != value.device:
+    if grad_out.dtype != value.dtype:
         raise ValueError(
-            f"stdeform_attn_backward: grad_out must be {value.dtype} on {value.device} like value, "
-            f"got {grad_out.dtype} on {grad_out.device}"
+            f"stdeform_attn_backward: grad_out dtype must equal value's ({value.dtype}), "
+            f"got {grad_out.dtype}"
+        )
+    if grad_out.device != value.device:
+        raise ValueError(
+            f"stdeform_attn_backward: grad_out must be on {value.device}, got {grad_out.device}"
         )
     if not grad_out.is_contiguous():
         raise ValueError("stdeform_attn_backward: grad_out must be contiguous")
