@@ -1,19 +1,26 @@
-"""Build and load the compiled STDeformAttn kernels (csrc/) on first use.
+"""Build and load the compiled STDeformAttn kernels (csrc/), once per machine and version.
 
-torch.utils.cpp_extension compiles the C++ (and, when torch has CUDA and a CUDA toolkit is
-found, the CUDA) sources into a persistent cache (TORCH_EXTENSIONS_DIR, default
-~/.cache/torch_extensions); ninja makes a second import reuse the build. The library registers
-the kernels of ``torch.ops.visbench.stdeform_attn`` for CPU and CUDA.
+torch.utils.cpp_extension compiles the C++ sources, and the CUDA sources when a GPU is visible
+(or VISBENCH_EXTENSION_CUDA=1) and a CUDA toolkit is found, into the torch extensions cache
+(TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). The build folder is named by a hash of
+the sources' contents, the flags, the compiler, the toolkit and the torch version
+(``visbench_stdeform_cpu_avx2_<12 hex>``), so checkouts and versions that differ never rebuild
+each other's library, and a library already built under that name is loaded without running the
+build tools. A build prints one line to stderr while it runs. The library registers the kernels
+of ``torch.ops.visbench.stdeform_attn`` for CPU and CUDA.
 
-Set VISBENCH_EXTENSION=0 to skip the build (the op then runs the pure-PyTorch reference),
-VISBENCH_EXTENSION_CUDA=0 to build the CPU kernel only, VISBENCH_EXTENSION_VERBOSE=1 to see the compiler's output, TORCH_CUDA_ARCH_LIST to choose GPU
-architectures (default: the visible GPU's, else "8.0;9.0").
+Environment: VISBENCH_EXTENSION=0 skips the build (the op then runs the pure-PyTorch
+reference); VISBENCH_EXTENSION_CUDA=0 never builds the CUDA kernel, VISBENCH_EXTENSION_CUDA=1
+builds it even without a GPU (to check that it compiles), unset builds it when
+torch.cuda.is_available(); VISBENCH_EXTENSION_VERBOSE=1 shows the compiler's output;
+TORCH_CUDA_ARCH_LIST chooses GPU architectures (default: the visible GPU's, else "8.0;9.0").
 """
 
 import contextlib
 import dataclasses
 import functools
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -21,6 +28,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -28,6 +36,10 @@ import torch
 DEFAULT_CUDA_ARCHS = "8.0;9.0"
 CPU_SOURCES = ("stdeform_attn_op.cpp", "stdeform_attn_cpu.cpp")
 CUDA_SOURCES = ("stdeform_attn_cuda.cu",)
+SOURCE_SUFFIXES = (".h", ".cpp", ".cu", ".cuh")  # what csrc/ holds, headers included
+CUDA_FLAGS = ("-O3", "--use_fast_math", "-lineinfo")
+LDFLAGS = ("-fopenmp",)
+LIBRARY_SUFFIX = ".pyd" if sys.platform == "win32" else ".so"  # as torch.utils.cpp_extension
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,37 +164,117 @@ def _cpp_extension(cuda_home: Path | None):
     return cpp_extension
 
 
+def content_key(files, *parts: str) -> str:
+    """12 hex digits of a SHA-256 over the files' names and contents and the given strings."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(f) for f in files):
+        digest.update(f"{path.name}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    for part in parts:
+        digest.update(f"{part}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+def source_files(directory: Path | None = None) -> list[Path]:
+    """Every source and header of the extension (a change to any of them is a new build)."""
+    directory = directory or csrc_dir()
+    return sorted(p for p in directory.iterdir() if p.suffix in SOURCE_SUFFIXES and p.is_file())
+
+
+def _visible_archs() -> str:
+    """The visible GPUs' architectures ("9.0"), which torch builds for when TORCH_CUDA_ARCH_LIST
+    is unset."""
+    if not torch.cuda.is_available():
+        return ""
+    capabilities = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+    return ";".join(f"{major}.{minor}" for major, minor in sorted(capabilities))
+
+
+def build_name(cuda_home: Path | None, directory: Path | None = None) -> str:
+    """The build's folder and library name: ``visbench_stdeform_<cpu|cuda>[_avx2]_<key>``, the
+    key hashing the sources' contents, the flags, the compiler, torch's version and, with CUDA,
+    the toolkit and the architectures: whatever changes the library changes the name."""
+    cflags = _cpu_flags()
+    parts = [
+        "torch " + torch.__version__,
+        "cxx " + os.environ.get("CXX", "c++"),
+        "cflags " + " ".join(cflags),
+        "ldflags " + " ".join(LDFLAGS),
+    ]
+    if cuda_home is not None:
+        parts += [
+            f"toolkit {cuda_home} {toolkit_version(cuda_home)}",
+            "cuda flags " + " ".join(CUDA_FLAGS),
+            "archs " + (os.environ.get("TORCH_CUDA_ARCH_LIST") or _visible_archs()),
+        ]
+    name = "visbench_stdeform_" + ("cuda" if cuda_home is not None else "cpu")
+    if "-mavx2" in cflags:
+        name += "_avx2"
+    return f"{name}_{content_key(source_files(directory), *parts)}"
+
+
+def extensions_root() -> Path:
+    """TORCH_EXTENSIONS_DIR, else the torch extensions cache (~/.cache/torch_extensions)."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch_extensions"
+
+
+def _load_library(path: Path) -> None:
+    torch.ops.load_library(str(path))
+
+
 def build(cuda_home: Path | None, verbose: bool = False) -> str:
-    """Compile (or reuse from the cache) the extension and load it; returns the library path.
+    """Load the library built under this build's name, compiling it first when it is missing;
+    returns the library path.
 
     With ``cuda_home`` (a toolkit root from find_cuda_toolkit) the CUDA sources are built too.
     """
-    sources = [str(csrc_dir() / name) for name in CPU_SOURCES]
     with_cuda = cuda_home is not None
+    if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+    name = build_name(cuda_home)
+    directory = extensions_root() / name
+    library = directory / (name + LIBRARY_SUFFIX)
+    # The name covers everything the library depends on, so a library under it is current. The
+    # marker is written once a build has loaded: a library without it may be half written.
+    built = directory / "visbench_built"
+    if library.is_file() and built.is_file():
+        _load_library(library)
+        return str(library)
+    print(
+        "visbench: compiling the STDeformAttn extension "
+        + (
+            "with its CUDA kernel (first use, a few minutes)…"
+            if with_cuda
+            else "(first use, about a minute)…"
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
+    sources = [str(csrc_dir() / source) for source in CPU_SOURCES]
     if with_cuda:
-        sources += [str(csrc_dir() / name) for name in CUDA_SOURCES]
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+        sources += [str(csrc_dir() / source) for source in CUDA_SOURCES]
+    directory.mkdir(parents=True, exist_ok=True)
     cpp_extension = _cpp_extension(cuda_home)
-    cflags = _cpu_flags()
-    name = "visbench_stdeform_" + ("cuda" if with_cuda else "cpu")
-    if "-mavx2" in cflags:
-        name += "_avx2"
-    cuda_flags = ["-O3", "--use_fast_math", "-lineinfo"] if with_cuda else None
     loaded_before = set(torch.ops.loaded_libraries)
-    library = cpp_extension.load(
+    loaded = cpp_extension.load(
         name=name,
         sources=sources,
-        extra_cflags=cflags,
-        extra_cuda_cflags=cuda_flags,
-        extra_ldflags=["-fopenmp"],
+        extra_cflags=_cpu_flags(),
+        extra_cuda_cflags=list(CUDA_FLAGS) if with_cuda else None,
+        extra_ldflags=list(LDFLAGS),
+        build_directory=str(directory),
         with_cuda=with_cuda,
         is_python_module=False,
         verbose=verbose,
     )
-    if library is None:  # torch 2.4 returns None here: the library is the one it just loaded
-        (library,) = set(torch.ops.loaded_libraries) - loaded_before
-    return library
+    if loaded is None:  # torch 2.4 returns None here: the library is the one it just loaded
+        (loaded,) = set(torch.ops.loaded_libraries) - loaded_before
+    built.write_text(f"{loaded}\n")
+    return loaded
 
 
 @functools.cache
@@ -197,12 +289,19 @@ def load_extension() -> ExtensionInfo:
             False, False, False, notes=(f"no C++ compiler found ({compiler!r} is not on PATH)",)
         )
     verbose = os.environ.get("VISBENCH_EXTENSION_VERBOSE", "0") == "1"
-    want_cuda = os.environ.get("VISBENCH_EXTENSION_CUDA", "1") != "0"
+    cuda_setting = os.environ.get("VISBENCH_EXTENSION_CUDA", "")
+    # Unset: the CUDA kernel is built where it can run (a GPU is visible); "1" forces it.
+    want_cuda = cuda_setting != "0" and (cuda_setting != "" or torch.cuda.is_available())
     cuda_home = find_cuda_toolkit() if torch.version.cuda and want_cuda else None
-    if not want_cuda:
-        notes.append("CUDA build disabled by VISBENCH_EXTENSION_CUDA=0: CPU kernel only")
-    elif torch.version.cuda is None:
+    if torch.version.cuda is None:
         notes.append("torch has no CUDA: CPU kernel only")
+    elif cuda_setting == "0":
+        notes.append("CUDA build disabled by VISBENCH_EXTENSION_CUDA=0: CPU kernel only")
+    elif not want_cuda:
+        notes.append(
+            "no CUDA device visible: CPU kernel only (VISBENCH_EXTENSION_CUDA=1 builds the CUDA "
+            "kernel anyway)"
+        )
     elif cuda_home is None:
         notes.append("no CUDA toolkit found (set CUDA_HOME to its root): CPU kernel only")
     elif mismatch := version_mismatch(cuda_home, torch.version.cuda):

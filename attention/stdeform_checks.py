@@ -6,6 +6,8 @@ fallback check here. Every failure is a ValueError naming the argument, expected
 
 import torch
 
+INT64_MAX = 2**63 - 1
+
 
 def _fail(message: str) -> None:
     raise ValueError(f"stdeform_attn: {message}")
@@ -96,7 +98,15 @@ def check_stdeform_inputs(
                     f"start[{level}] must be {total} (the sum of T*H*W over the levels before it), "
                     f"got {offset}"
                 )
+            # The C++ checks' bounds: the kernels index in int64.
+            if T * H * W > INT64_MAX:
+                _fail(f"shapes[{level}] = ({T}, {H}, {W}) has T*H*W beyond int64")
             total += T * H * W
+            if total > INT64_MAX:
+                _fail(
+                    f"sum(T*H*W) over shapes[0..{level}] is beyond int64 "
+                    f"(at shapes[{level}] = ({T}, {H}, {W}))"
+                )
         if value.shape[1] != total:
             _fail(f"value has S={value.shape[1]} tokens but shapes describe sum(T*H*W)={total}")
 
@@ -110,10 +120,14 @@ def check_stdeform_backward_inputs(grad_out, value, shapes, start, loc, weights)
         raise ValueError(
             f"stdeform_attn_backward: grad_out must be (N, Q, M*D) = {expected}, got {got}"
         )
-    if grad_out.dtype != value.dtype or grad_out.device != value.device:
+    if grad_out.dtype != value.dtype:
         raise ValueError(
-            f"stdeform_attn_backward: grad_out must be {value.dtype} on {value.device} like value, "
-            f"got {grad_out.dtype} on {grad_out.device}"
+            f"stdeform_attn_backward: grad_out dtype must equal value's ({value.dtype}), "
+            f"got {grad_out.dtype}"
+        )
+    if grad_out.device != value.device:
+        raise ValueError(
+            f"stdeform_attn_backward: grad_out must be on {value.device}, got {grad_out.device}"
         )
     if not grad_out.is_contiguous():
         raise ValueError("stdeform_attn_backward: grad_out must be contiguous")

@@ -1,7 +1,7 @@
 """The STDeformAttn custom op ``torch.ops.visbench.stdeform_attn`` and its public wrapper.
 
 The schema and the CPU/CUDA kernels live in csrc/ (TORCH_LIBRARY / TORCH_LIBRARY_IMPL) and are
-compiled on first use (attention/extension.py). This module adds what the modern custom-op
+compiled on first use (attention/extension.py); ``import attention`` calls register_op. This module adds what the modern custom-op
 convention keeps in Python: the fake (meta) kernels for torch.compile and the autograd formula,
 whose backward is itself the registered op ``visbench::stdeform_attn_backward``. Where no
 compiled kernel exists for a device (no compiler, no CUDA toolkit) the op runs the pure-PyTorch
@@ -26,6 +26,10 @@ BACKWARD_SCHEMA = (
     "stdeform_attn_backward(Tensor grad_out, Tensor value, Tensor shapes, Tensor start, "
     "Tensor loc, Tensor weights) -> (Tensor, Tensor, Tensor)"
 )
+
+# Under autocast the op runs in float32 on every device, like autocast's float32 ops: bfloat16
+# rounds loc to 1/256, half a pixel on a 128-pixel level, and the kernels take one dtype for all.
+AUTOCAST_DTYPE = torch.float32
 
 _info: ExtensionInfo | None = None  # set once the op is registered
 _libraries: list[torch.library.Library] = []  # keep Python-side registrations alive
@@ -53,6 +57,58 @@ def _backward(ctx, grad_out):
         grad_out.contiguous(), value, shapes, start, loc, weights
     )
     return grad_value, None, None, grad_loc, grad_weights
+
+
+DOUBLE_BACKWARD_ERROR = (
+    "visbench::stdeform_attn does not support double backward (second-order gradients); "
+    "use impl='reference'"
+)
+
+
+def _setup_backward_context(ctx, inputs, output):
+    pass
+
+
+def _double_backward(ctx, *grads):
+    """The backward op's own backward: second-order gradients are not implemented, so asking for
+    them raises (an op without an autograd kernel would give zeros with only a warning)."""
+    raise RuntimeError(DOUBLE_BACKWARD_ERROR)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    if device_type not in ("cpu", "cuda"):
+        return False
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch 2.4 takes no device type: is_autocast_enabled() means CUDA
+        return (
+            torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+        )
+
+
+def autocast_inputs(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors as the op sees them under autocast: when autocast is on for their device,
+    floating tensors other than float64 in AUTOCAST_DTYPE (the rule torch.library.register_autocast
+    applies), else unchanged."""
+    if not tensors or not _autocast_enabled(tensors[0].device.type):
+        return tensors
+    return tuple(
+        t.to(AUTOCAST_DTYPE) if t.is_floating_point() and t.dtype != torch.float64 else t
+        for t in tensors
+    )
+
+
+def _register_autocast() -> None:
+    """The op's autocast rule, for calls of torch.ops.visbench.* (torch >= 2.5 has
+    register_autocast; on 2.4 only the stdeform_attn wrapper follows autocast)."""
+    if not hasattr(torch.library, "register_autocast"):
+        return
+    for device_type in ("cpu", "cuda"):
+        for name in ("visbench::stdeform_attn", "visbench::stdeform_attn_backward"):
+            try:
+                torch.library.register_autocast(name, device_type, AUTOCAST_DTYPE)
+            except ValueError:  # no autocast for this device type in this torch build
+                break
 
 
 def _register_reference(library: torch.library.Library, dispatch_key: str) -> None:
@@ -99,6 +155,12 @@ def register_op() -> ExtensionInfo:
     torch.library.register_autograd(
         "visbench::stdeform_attn", _backward, setup_context=_setup_context
     )
+    torch.library.register_autograd(
+        "visbench::stdeform_attn_backward",
+        _double_backward,
+        setup_context=_setup_backward_context,
+    )
+    _register_autocast()
     _info = info
     return info
 
@@ -126,12 +188,13 @@ def stdeform_attn(
     """Spatio-temporal deformable attention: sum over levels and points of weight * trilinear sample.
 
     ``impl="op"`` runs ``torch.ops.visbench.stdeform_attn`` (the compiled kernel of the tensors'
-    device); ``impl="reference"`` the pure-PyTorch ``F.grid_sample`` reference.
+    device); ``impl="reference"`` the pure-PyTorch ``F.grid_sample`` reference. Under autocast
+    both run in float32 (AUTOCAST_DTYPE) and return float32.
     """
+    value, loc, weights = autocast_inputs(value, loc, weights)
     if impl == "reference":
         return stdeform_attn_reference(value, shapes, start, loc, weights)
     if impl != "op":
         raise ValueError(f"stdeform_attn: impl must be 'op' or 'reference', got {impl!r}")
-    if _info is None:
-        register_op()
+    # `import attention` registered the op (register_op), so nothing here runs outside the op.
     return torch.ops.visbench.stdeform_attn(value, shapes, start, loc, weights)

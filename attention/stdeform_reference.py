@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference of the STDeformAttn op (DESIGN.md section 5).
+"""Pure-PyTorch reference of the STDeformAttn op (docs/design.md section 5).
 
 Every level is a (T, H, W) volume sampled trilinearly with 5-D ``F.grid_sample``
 (mode="bilinear" is trilinear in 5-D, padding_mode="zeros", align_corners=False) at

@@ -1,6 +1,6 @@
 // Spatio-temporal deformable attention (STDeformAttn): shared declarations.
 //
-// Semantics (DESIGN.md section 5), for every implementation:
+// Semantics (docs/design.md section 5), for every implementation:
 //   value   (N, S, M, D)        S = sum_l T_l*H_l*W_l; level l is a (T, H, W) volume, t-major, then y, then x
 //   shapes  (L, 3) int64        rows (T, H, W)
 //   start   (L,)   int64        offset of level l in S (exclusive cumulative sum of T*H*W)
@@ -18,11 +18,8 @@
 
 namespace visbench {
 
-// Integers and shapes ("[2, 3]") for error messages, written with std::to_string, never through
-// std::ostream's number formatting. Built on an H200 machine's image (g++ 13.3, torch 2.11, nvcc
-// 13.0), the extension carried its own std::ostream::_M_insert<long>, and streaming any integer from
-// this library segfaulted in it (gdb: in a locale facet's virtual function): each error message
-// with a number in it crashed the process instead of raising.
+// Integers and shapes ("[2, 3]") for error messages.
+// Numbers in messages via std::to_string: never std::ostream's number formatting (see docs/tuning.md).
 inline std::string text(int64_t v) { return std::to_string(v); }
 
 inline std::string text(at::IntArrayRef values) {

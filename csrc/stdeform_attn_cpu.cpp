@@ -1,4 +1,4 @@
-// STDeformAttn CPU kernels: forward and backward of visbench::stdeform_attn (DESIGN.md section 5).
+// STDeformAttn CPU kernels: forward and backward of visbench::stdeform_attn (docs/design.md section 5).
 //
 //   value   (N, S, M, D)           shapes (L, 3) rows (T, H, W)      start (L,)
 //   loc     (N, Q, M, L, K, 3)     weights (N, Q, M, L, K)           out   (N, Q, M*D)

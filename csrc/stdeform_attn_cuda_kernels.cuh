@@ -4,7 +4,7 @@
 // present. The device code uses only __ldg, __[fd](add|mul)_rn, __shfl_xor_sync, __syncwarp, atomicAdd,
 // __shared__, threadIdx and blockIdx of CUDA.
 //
-// Shapes (DESIGN.md section 5):
+// Shapes (docs/design.md section 5):
 //   value   (N, S, M, D)         S = sum_l T_l*H_l*W_l, level l's token (t, y, x) at start[l] + (t*H + y)*W + x
 //   shapes  (L, 3) int64         rows (T, H, W), read on the device
 //   start   (L,)   int64         read on the device

@@ -85,6 +85,7 @@ void check_stdeform_inputs(const at::Tensor& value, const at::Tensor& shapes, co
   check_contiguous(weights, "weights");
 
   // Values of shapes and start: S must equal sum of T*H*W and start its exclusive cumulative sum.
+  // Checked arithmetic: a T*H*W or a sum past int64 would wrap and let the kernels index anywhere.
   const at::Tensor shapes_h = shapes.to(at::kCPU).contiguous();
   const at::Tensor start_h = start.to(at::kCPU).contiguous();
   const int64_t* sp = shapes_h.data_ptr<int64_t>();
@@ -92,12 +93,17 @@ void check_stdeform_inputs(const at::Tensor& value, const at::Tensor& shapes, co
   int64_t total = 0;
   for (int64_t l = 0; l < L; ++l) {
     const int64_t T = sp[3 * l], H = sp[3 * l + 1], W = sp[3 * l + 2];
-    TORCH_CHECK_VALUE(T > 0 && H > 0 && W > 0, "stdeform_attn: shapes[", text(l),
-                      "] must be positive (T, H, W), got (", text(T), ", ", text(H), ", ", text(W),
-                      ")");
+    const std::string level = "shapes[" + text(l) + "]";
+    const std::string thw = "(" + text(T) + ", " + text(H) + ", " + text(W) + ")";
+    TORCH_CHECK_VALUE(T > 0 && H > 0 && W > 0, "stdeform_attn: ", level,
+                      " must be positive (T, H, W), got ", thw);
     TORCH_CHECK_VALUE(st[l] == total, "stdeform_attn: start[", text(l), "] must be ", text(total),
                       " (the sum of T*H*W over the levels before it), got ", text(st[l]));
-    total += T * H * W;
+    int64_t size = 0;
+    TORCH_CHECK_VALUE(!__builtin_mul_overflow(T, H, &size) && !__builtin_mul_overflow(size, W, &size),
+                      "stdeform_attn: ", level, " = ", thw, " has T*H*W beyond int64");
+    TORCH_CHECK_VALUE(!__builtin_add_overflow(total, size, &total), "stdeform_attn: sum(T*H*W) over ",
+                      "shapes[0..", text(l), "] is beyond int64 (at ", level, " = ", thw, ")");
   }
   TORCH_CHECK_VALUE(value.size(1) == total, "stdeform_attn: value has S=", text(value.size(1)),
                     " tokens but shapes describe sum(T*H*W)=", text(total));
