@@ -31,36 +31,41 @@ def inputs():
     return torch.randn(1, S, D_MODEL), torch.rand(1, S, len(SHAPES), 3)
 
 
+# (spec, the structural arguments the model would pass)
 BACKENDS = [
-    ("full", {"impl": "sdpa"}),
-    ("full", {"impl": "math"}),
-    ("stdeform", {"mode": "3d", "n_points": 4, "n_levels": 2}),
-    ("stdeform", {"mode": "frame", "n_points": 4, "n_levels": 2}),
-    ("stdeform", {"mode": "frames", "n_points": 2, "n_levels": 2, "n_frames": 3}),
+    ("full:impl=sdpa", {}),
+    ("full:impl=math", {}),
+    ("stdeform:mode=3d,n_points=4", {"n_levels": 2}),
+    ("stdeform:mode=frame,n_points=4", {"n_levels": 2}),
+    ("stdeform:mode=frames,n_points=2", {"n_levels": 2, "n_frames": 3}),
 ]
 
 
-@pytest.mark.parametrize(("name", "options"), BACKENDS)
-def test_counted_macs_equal_the_analytic_formula(name, options):
-    module = SelfAttention(build_attention(name, d_model=D_MODEL, n_heads=4, **options))
+def self_attention(spec: str, structure: dict) -> SelfAttention:
+    return SelfAttention(build_attention(spec, d_model=D_MODEL, n_heads=4, **structure))
+
+
+@pytest.mark.parametrize(("spec", "structure"), BACKENDS)
+def test_counted_macs_equal_the_analytic_formula(spec, structure):
+    module = self_attention(spec, structure)
     x, ref = inputs()
     counted = count_fvcore(module, (x, ref))
     assert counted.total_macs == module.backend.macs(x.shape[1], SHAPES)
     assert counted.total_macs > 0
 
 
-@pytest.mark.parametrize(("name", "options"), BACKENDS)
-def test_fvcore_macs_times_two_equal_flop_counter_mode(name, options):
-    module = SelfAttention(build_attention(name, d_model=D_MODEL, n_heads=4, **options))
+@pytest.mark.parametrize(("spec", "structure"), BACKENDS)
+def test_fvcore_macs_times_two_equal_flop_counter_mode(spec, structure):
+    module = self_attention(spec, structure)
     x, ref = inputs()
     flops, per_op = count_flop_counter(module, (x, ref))
     assert flops == 2 * count_fvcore(module, (x, ref)).total_macs
-    if name == "stdeform":
+    if spec.startswith("stdeform"):
         assert per_op["visbench.stdeform_attn"] > 0
 
 
 def test_the_op_is_counted_with_its_formula():
-    backend = build_attention("stdeform", d_model=D_MODEL, n_heads=4, n_points=4, n_levels=2)
+    backend = build_attention("stdeform:n_points=4", d_model=D_MODEL, n_heads=4, n_levels=2)
     module = SelfAttention(backend)
     x, ref = inputs()
     counted = count_fvcore(module, (x, ref))
@@ -99,11 +104,8 @@ def test_loglog_fit_rejects_too_few_points():
         loglog_slope([10, 10], [1.0, 2.0])
 
 
-@pytest.mark.parametrize(
-    ("backend", "overrides"),
-    [("full", {"attention_impl": "sdpa"}), ("stdeform", {"mode": "3d", "n_points": 4})],
-)
-def test_model_flops_case_components_add_up_and_match_the_formulas(backend, overrides):
+@pytest.mark.parametrize("backend", ["full:impl=sdpa", "stdeform:mode=3d,n_points=4"])
+def test_model_flops_case_components_add_up_and_match_the_formulas(backend):
     from bench.measure.cases import flops_case
 
     case = {
@@ -111,7 +113,7 @@ def test_model_flops_case_components_add_up_and_match_the_formulas(backend, over
         "preset": "quick",
         "backend": backend,
         "options": {},
-        "overrides": {**overrides, "enc_layers": 2, "dec_layers": 1},
+        "overrides": {"enc_layers": 2, "dec_layers": 1},
         "device": "cpu",
         "threads": 1,
         "input": {"T": 6, "height": 64, "width": 64},
