@@ -17,6 +17,7 @@ from typing import Any
 from attention.base import AttentionBackend
 from attention.divided import DividedAttention
 from attention.full import FullAttention
+from attention.neighborhood import NeighborhoodAttention
 from attention.options import split_spec
 from attention.stdeform import STDeformAttention
 from attention.window import WindowAttention
@@ -26,6 +27,7 @@ BACKENDS: dict[str, type[AttentionBackend]] = {
     "stdeform": STDeformAttention,
     "divided": DividedAttention,
     "window": WindowAttention,
+    "neighborhood": NeighborhoodAttention,
 }
 
 
