@@ -38,6 +38,13 @@ BACKENDS = [
     ("stdeform:mode=3d,n_points=4", {"n_levels": 2}),
     ("stdeform:mode=frame,n_points=4", {"n_levels": 2}),
     ("stdeform:mode=frames,n_points=2", {"n_levels": 2, "n_frames": 3}),
+    ("divided:impl=sdpa", {}),
+    ("divided:impl=math", {}),
+    # 2x4x4 windows pad both levels, 2x2x2 windows pad the first; layer 1 shifts
+    ("window:size=2x4x4", {"layer_index": 1}),
+    ("window:size=2x2x2,impl=math", {"layer_index": 0}),
+    ("neighborhood:kernel=3x3x5", {}),  # clipped to 3x2x3 on the second level
+    ("neighborhood:kernel=1x3x3,impl=flex", {}),
 ]
 
 
@@ -62,6 +69,23 @@ def test_fvcore_macs_times_two_equal_flop_counter_mode(spec, structure):
     assert flops == 2 * count_fvcore(module, (x, ref)).total_macs
     if spec.startswith("stdeform"):
         assert per_op["visbench.stdeform_attn"] > 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "structure"),
+    [b for b in BACKENDS if b[0].startswith(("divided", "window", "neighborhood"))],
+)
+def test_grid_backends_attention_is_counted_as_the_formula(spec, structure):
+    """The attention products alone (SDPA or matmuls, or the neighbourhood op) match the
+    backend's "attention" terms; the rest of the count is its projections."""
+    module = self_attention(spec, structure)
+    x, ref = inputs()
+    counted = count_fvcore(module, (x, ref)).by_operator
+    breakdown = module.backend.mac_breakdown(x.shape[1], SHAPES)
+    attention = sum(v for k, v in breakdown.items() if k.endswith("attention"))
+    products = {"scaled_dot_product_attention", "matmul", "neighborhood_attn"}
+    assert sum(v for op, v in counted.items() if op in products) == attention > 0
+    assert counted["linear"] == breakdown["projections"]
 
 
 def test_the_op_is_counted_with_its_formula():
@@ -104,7 +128,16 @@ def test_loglog_fit_rejects_too_few_points():
         loglog_slope([10, 10], [1.0, 2.0])
 
 
-@pytest.mark.parametrize("backend", ["full:impl=sdpa", "stdeform:mode=3d,n_points=4"])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "full:impl=sdpa",
+        "stdeform:mode=3d,n_points=4",
+        "divided",
+        "window:size=4x3x3",
+        "neighborhood",
+    ],
+)
 def test_model_flops_case_components_add_up_and_match_the_formulas(backend):
     from bench.measure.cases import flops_case
 
