@@ -324,3 +324,20 @@ def test_a_tiny_model_trains_a_step(spec):
         assert grads and all(g is not None and torch.isfinite(g).all() for g in grads.values())
         assert sum(float(g.abs().sum()) for g in grads.values()) > 0
     assert model.transformer.encoder[1].self_attn.options() == parse_backend(spec).identity
+
+
+@pytest.mark.parametrize("spec", ["divided", "window", "neighborhood"])
+def test_bfloat16_autocast_training_step(spec):
+    """The training harness runs the model under bfloat16 autocast on GPUs; CPU autocast here."""
+    torch.manual_seed(0)
+    model, criterion, _ = build_model("quick", spec, **{**TINY, "enc_layers": 2})
+    clips, mask, targets = clip_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(clips, mask)
+    assert outputs["pred_logits"].dtype == torch.bfloat16
+    losses = criterion(outputs, targets)
+    loss = sum(criterion.weight_dict[k] * v for k, v in losses.items())
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.transformer.encoder.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
