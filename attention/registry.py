@@ -15,13 +15,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from attention.base import AttentionBackend
+from attention.divided import DividedAttention
 from attention.full import FullAttention
+from attention.neighborhood import NeighborhoodAttention
 from attention.options import split_spec
 from attention.stdeform import STDeformAttention
+from attention.window import WindowAttention
 
 BACKENDS: dict[str, type[AttentionBackend]] = {
     "full": FullAttention,
     "stdeform": STDeformAttention,
+    "divided": DividedAttention,
+    "window": WindowAttention,
+    "neighborhood": NeighborhoodAttention,
 }
 
 

@@ -14,6 +14,29 @@ def test_a_spec_string_fills_every_option_and_round_trips():
     assert parse_backend("full").options == {"impl": "sdpa"}
 
 
+@pytest.mark.parametrize(
+    "text, options, label",
+    [
+        ("divided", {"impl": "sdpa"}, "divided"),
+        ("divided:impl=math", {"impl": "math"}, "divided (math)"),
+        ("window", {"size": (2, 4, 4), "shift": True, "impl": "sdpa"}, "window 2x4x4"),
+        (
+            "window:size=1x7x7,shift=false,impl=math",
+            {"size": (1, 7, 7), "shift": False, "impl": "math"},
+            "window 1x7x7 unshifted (math)",
+        ),
+        ("neighborhood", {"kernel": (3, 5, 5), "impl": "masked"}, "neighborhood 3x5x5"),
+        ("neighborhood:kernel=1x3x3,impl=flex", {"kernel": (1, 3, 3), "impl": "flex"},
+         "neighborhood 1x3x3 (flex)"),
+    ],
+)  # fmt: skip
+def test_grid_backends_specs_round_trip(text, options, label):
+    spec = parse_backend(text)
+    assert spec.options == options and spec.label == label and spec.encoder_only
+    assert parse_backend(str(spec)) == spec
+    assert parse_backend({"backend": spec.name, "options": spec.identity}) == spec
+
+
 def test_defaults_come_from_the_caller_before_the_option():
     spec = parse_backend("stdeform", defaults={"stdeform": {"n_points": 16}})
     assert spec.options["n_points"] == 16

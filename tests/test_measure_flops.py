@@ -31,36 +31,65 @@ def inputs():
     return torch.randn(1, S, D_MODEL), torch.rand(1, S, len(SHAPES), 3)
 
 
+# (spec, the structural arguments the model would pass)
 BACKENDS = [
-    ("full", {"impl": "sdpa"}),
-    ("full", {"impl": "math"}),
-    ("stdeform", {"mode": "3d", "n_points": 4, "n_levels": 2}),
-    ("stdeform", {"mode": "frame", "n_points": 4, "n_levels": 2}),
-    ("stdeform", {"mode": "frames", "n_points": 2, "n_levels": 2, "n_frames": 3}),
+    ("full:impl=sdpa", {}),
+    ("full:impl=math", {}),
+    ("stdeform:mode=3d,n_points=4", {"n_levels": 2}),
+    ("stdeform:mode=frame,n_points=4", {"n_levels": 2}),
+    ("stdeform:mode=frames,n_points=2", {"n_levels": 2, "n_frames": 3}),
+    ("divided:impl=sdpa", {}),
+    ("divided:impl=math", {}),
+    # 2x4x4 windows pad both levels, 2x2x2 windows pad the first; layer 1 shifts
+    ("window:size=2x4x4", {"layer_index": 1}),
+    ("window:size=2x2x2,impl=math", {"layer_index": 0}),
+    ("neighborhood:kernel=3x3x5", {}),  # clipped to 3x2x3 on the second level
+    ("neighborhood:kernel=1x3x3,impl=flex", {}),
 ]
 
 
-@pytest.mark.parametrize(("name", "options"), BACKENDS)
-def test_counted_macs_equal_the_analytic_formula(name, options):
-    module = SelfAttention(build_attention(name, d_model=D_MODEL, n_heads=4, **options))
+def self_attention(spec: str, structure: dict) -> SelfAttention:
+    return SelfAttention(build_attention(spec, d_model=D_MODEL, n_heads=4, **structure))
+
+
+@pytest.mark.parametrize(("spec", "structure"), BACKENDS)
+def test_counted_macs_equal_the_analytic_formula(spec, structure):
+    module = self_attention(spec, structure)
     x, ref = inputs()
     counted = count_fvcore(module, (x, ref))
     assert counted.total_macs == module.backend.macs(x.shape[1], SHAPES)
     assert counted.total_macs > 0
 
 
-@pytest.mark.parametrize(("name", "options"), BACKENDS)
-def test_fvcore_macs_times_two_equal_flop_counter_mode(name, options):
-    module = SelfAttention(build_attention(name, d_model=D_MODEL, n_heads=4, **options))
+@pytest.mark.parametrize(("spec", "structure"), BACKENDS)
+def test_fvcore_macs_times_two_equal_flop_counter_mode(spec, structure):
+    module = self_attention(spec, structure)
     x, ref = inputs()
     flops, per_op = count_flop_counter(module, (x, ref))
     assert flops == 2 * count_fvcore(module, (x, ref)).total_macs
-    if name == "stdeform":
+    if spec.startswith("stdeform"):
         assert per_op["visbench.stdeform_attn"] > 0
 
 
+@pytest.mark.parametrize(
+    ("spec", "structure"),
+    [b for b in BACKENDS if b[0].startswith(("divided", "window", "neighborhood"))],
+)
+def test_grid_backends_attention_is_counted_as_the_formula(spec, structure):
+    """The attention products alone (SDPA or matmuls, or the neighbourhood op) match the
+    backend's "attention" terms; the rest of the count is its projections."""
+    module = self_attention(spec, structure)
+    x, ref = inputs()
+    counted = count_fvcore(module, (x, ref)).by_operator
+    breakdown = module.backend.mac_breakdown(x.shape[1], SHAPES)
+    attention = sum(v for k, v in breakdown.items() if k.endswith("attention"))
+    products = {"scaled_dot_product_attention", "matmul", "neighborhood_attn"}
+    assert sum(v for op, v in counted.items() if op in products) == attention > 0
+    assert counted["linear"] == breakdown["projections"]
+
+
 def test_the_op_is_counted_with_its_formula():
-    backend = build_attention("stdeform", d_model=D_MODEL, n_heads=4, n_points=4, n_levels=2)
+    backend = build_attention("stdeform:n_points=4", d_model=D_MODEL, n_heads=4, n_levels=2)
     module = SelfAttention(backend)
     x, ref = inputs()
     counted = count_fvcore(module, (x, ref))
@@ -100,10 +129,16 @@ def test_loglog_fit_rejects_too_few_points():
 
 
 @pytest.mark.parametrize(
-    ("backend", "overrides"),
-    [("full", {"attention_impl": "sdpa"}), ("stdeform", {"mode": "3d", "n_points": 4})],
+    "backend",
+    [
+        "full:impl=sdpa",
+        "stdeform:mode=3d,n_points=4",
+        "divided",
+        "window:size=4x3x3",
+        "neighborhood",
+    ],
 )
-def test_model_flops_case_components_add_up_and_match_the_formulas(backend, overrides):
+def test_model_flops_case_components_add_up_and_match_the_formulas(backend):
     from bench.measure.cases import flops_case
 
     case = {
@@ -111,7 +146,7 @@ def test_model_flops_case_components_add_up_and_match_the_formulas(backend, over
         "preset": "quick",
         "backend": backend,
         "options": {},
-        "overrides": {**overrides, "enc_layers": 2, "dec_layers": 1},
+        "overrides": {"enc_layers": 2, "dec_layers": 1},
         "device": "cpu",
         "threads": 1,
         "input": {"T": 6, "height": 64, "width": 64},

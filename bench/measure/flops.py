@@ -1,10 +1,11 @@
 """FLOP counting, cross-checked three ways.
 
 1. fvcore's FlopCountAnalysis (jit trace; counts one multiply-accumulate as one "flop", so its
-   totals are reported as GMACs), with handles added for ``visbench::stdeform_attn`` and
+   totals are reported as GMACs), with handles added for the custom ops
+   (``visbench::stdeform_attn``, ``visbench::neighborhood_attn``) and
    ``aten::scaled_dot_product_attention``; per module and per operator.
 2. torch.utils.flop_counter.FlopCounterMode (dispatch level; counts 2 FLOPs per MAC), given
-   formulas for the custom op and for CPU's fused SDPA kernel.
+   formulas for the custom ops and for CPU's fused SDPA kernel.
 3. The attention backends' analytic formulas (``AttentionBackend.mac_breakdown``).
 
 Operators neither counter has a formula for are listed (``unsupported``), never dropped silently;
@@ -13,6 +14,7 @@ fvcore's own ignore list holds only shape, copy and integer ops, which cost no a
 
 import contextlib
 import dataclasses
+import math
 from collections import Counter
 
 import torch
@@ -21,6 +23,7 @@ from fvcore.nn.jit_handles import get_shape
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 STDEFORM_OP = "visbench::stdeform_attn"
+NEIGHBORHOOD_OP = "visbench::neighborhood_attn"
 CORNERS = 8  # trilinear interpolation reads 8 corners per point
 
 
@@ -41,6 +44,14 @@ def stdeform_macs(value_shape, loc_shape) -> int:
     return N * Q * M * L * K * CORNERS * D
 
 
+def neighborhood_macs(query_shape, value_shape, kernel) -> int:
+    """MACs of the neighbourhood op: QK^T and AV over the k_t*k_h*k_w keys of every query (the
+    kernel clipped to the volume), whichever kernel computes it (attention/neighborhood.py)."""
+    N, M, T, H, W, D = query_shape
+    keys = math.prod(min(k, n) for k, n in zip(kernel, (T, H, W), strict=True))
+    return N * M * T * H * W * keys * (D + value_shape[-1])
+
+
 def sdpa_macs(query_shape, key_shape, value_shape) -> int:
     """MACs of softmax(QK^T)V: Q·K^T plus attention·V, per batch and head."""
     *batch, q_len, head_dim = query_shape
@@ -59,8 +70,14 @@ def _fvcore_sdpa(inputs, outputs) -> int:
     return sdpa_macs(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(inputs[2]))
 
 
+def _fvcore_neighborhood(inputs, outputs) -> int:
+    kernel = [inputs[i].toIValue() for i in (4, 5, 6)]  # kt, kh, kw: constants of the trace
+    return neighborhood_macs(get_shape(inputs[0]), get_shape(inputs[2]), kernel)
+
+
 FVCORE_HANDLES = {
     STDEFORM_OP: _fvcore_stdeform,
+    NEIGHBORHOOD_OP: _fvcore_neighborhood,
     "aten::scaled_dot_product_attention": _fvcore_sdpa,
 }
 
@@ -76,24 +93,30 @@ def _stdeform_backward_flop(
     return 4 * stdeform_macs(value_shape, loc_shape)
 
 
+def _neighborhood_flop(q_shape, k_shape, v_shape, padding_shape, kt, kh, kw, *args, **kwargs):
+    return 2 * neighborhood_macs(q_shape, v_shape, (kt, kh, kw))
+
+
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
     return 2 * sdpa_macs(query_shape, key_shape, value_shape)
 
 
 def flop_counter_formulas() -> dict:
-    """FlopCounterMode formulas (2 FLOPs per MAC, on shapes) for the op and the fused SDPA kernels
+    """FlopCounterMode formulas (2 FLOPs per MAC, on shapes) for the ops and the fused SDPA kernels
     torch lacks, keyed by operator packet, for FlopCounterMode's ``custom_mapping``.
 
     Passed per counter rather than registered globally: on torch 2.4, register_flop_formula keys
     its registry by overload while FlopCounterMode looks operators up by packet, so a registered
     formula was never found and those operators counted zero.
     """
+    import attention.neighborhood  # noqa: F401  (defines visbench::neighborhood_attn)
     from attention import register_op
 
     register_op()
     formulas = {
         torch.ops.visbench.stdeform_attn: _stdeform_flop,
         torch.ops.visbench.stdeform_attn_backward: _stdeform_backward_flop,
+        torch.ops.visbench.neighborhood_attn: _neighborhood_flop,
     }
     cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if cpu_sdpa is not None and cpu_sdpa not in flop_registry:
