@@ -79,5 +79,7 @@ class AttentionBackend(nn.Module):
         return sum(self.mac_breakdown(num_queries, spatial_shapes).values())
 
     def options(self) -> dict:
-        """The identifying options of this instance, as recorded in results."""
-        return {o.name: getattr(self, o.name) for o in self.OPTIONS if o.identifies}
+        """The identifying options of this instance, as recorded in results (JSON-ready: a
+        triple is a list, as in attention.registry.BackendSpec.identity)."""
+        values = {o.name: getattr(self, o.name) for o in self.OPTIONS if o.identifies}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}

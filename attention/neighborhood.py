@@ -90,7 +90,7 @@ class NeighborhoodAttention(AttentionBackend):
         super().__init__()
         self.check_options({"kernel": kernel})
         self.d_model, self.n_heads, self.impl = d_model, n_heads, impl
-        self.kernel = list(kernel)  # as results record an int3 option (BackendSpec.identity)
+        self.kernel = tuple(kernel)
         self.proj = Projections(d_model, n_heads, self.name)
 
     def forward(

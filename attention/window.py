@@ -65,7 +65,7 @@ class WindowAttention(AttentionBackend):
     ):
         super().__init__()
         self.d_model, self.n_heads, self.impl = d_model, n_heads, impl
-        self.size = list(size)  # as results record an int3 option (BackendSpec.identity)
+        self.size = tuple(size)
         self.shift = shift
         self.shifted = shift and layer_index % 2 == 1  # this layer's windows are shifted
         self.proj = Projections(d_model, n_heads, self.name)

@@ -140,12 +140,13 @@ def test_loglog_fit_rejects_too_few_points():
 )
 def test_model_flops_case_components_add_up_and_match_the_formulas(backend):
     from bench.measure.cases import flops_case
+    from bench.method import method_fields
+    from models import attention_specs, get_preset
 
     case = {
         "kind": "flops",
         "preset": "quick",
-        "backend": backend,
-        "options": {},
+        **method_fields(attention_specs(get_preset("quick"), backend)),
         "overrides": {"enc_layers": 2, "dec_layers": 1},
         "device": "cpu",
         "threads": 1,
