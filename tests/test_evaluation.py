@@ -4,6 +4,9 @@ ranges), exact video IoU, agreement with pycocotools' COCOeval on one-frame vide
 import contextlib
 import io
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -319,3 +322,71 @@ def test_command_line_prints_the_coco_summary(tmp_path, capsys):
     (tmp_path / "res.json").write_text(json.dumps([{**perfect_results(gt)[0], "video_id": 99}]))
     assert main(args) == 1
     assert "video_id 99" in capsys.readouterr().err
+
+
+def run_evaluation_command(tmp_path, gt, results, timeout=60):
+    """`python -m bench.evaluation` on gt and results dicts in a subprocess; a hang fails the test
+    instead of blocking pytest."""
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    command = [sys.executable, "-m", "bench.evaluation", "--gt", str(tmp_path / "gt.json"),
+               "--results", str(tmp_path / "res.json")]  # fmt: skip
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"python -m bench.evaluation still ran after {timeout} s (a hang)")
+
+
+def test_short_counts_are_an_error_not_a_hang(tmp_path):
+    """One 8 x 10 frame: the ground truth's counts decode to 80 pixels, the detection's to 25
+    (pycocotools' iou loops forever on them)."""
+    gt = gt_file({1: (8, 10, 1)}, [])
+    gt["annotations"] = [
+        {"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
+         "segmentations": [{"size": [8, 10], "counts": "94400000W1"}]}
+    ]  # fmt: skip
+    detection = {"video_id": 1, "category_id": 1, "score": 0.9,
+                 "segmentations": [{"size": [8, 10], "counts": "94400"}]}  # fmt: skip
+    done = run_evaluation_command(tmp_path, gt, [detection])
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    message = (
+        f"{tmp_path / 'res.json'}: result 0 (video_id 1): 'segmentations[0]'.counts '94400' "
+        "decode to 25 pixels, expected 80 (height*width of 8x10)"
+    )
+    assert re.fullmatch(r".*error: " + re.escape(message) + "\n", done.stderr)
+    # the same counts in the ground truth, named there
+    gt["annotations"][0]["segmentations"][0]["counts"] = "94400"
+    done = run_evaluation_command(tmp_path, gt, [])
+    assert done.returncode == 1
+    assert re.fullmatch(
+        r".*error: .*gt.json: annotation id 1: 'segmentations\[0\]'"
+        r".counts '94400' decode to 25 pixels, expected 80 \(height\*width of 8x10\)\n",
+        done.stderr,
+    )
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_corrupt_counts_in_results_or_ground_truth_are_rejected(seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    gt = random_gt(rng, one_per_category=True)
+    results = perfect_results(gt)
+    i = int(rng.integers(len(results)))
+    t = next(t for t, seg in enumerate(results[i]["segmentations"]) if seg is not None)
+    h, w = results[i]["segmentations"][t]["size"]
+    longer = rle(rng.random((h, w + 1)) < 0.5)["counts"]  # h more pixels than the frame holds
+    bad = [{**r, "segmentations": list(r["segmentations"])} for r in results]
+    bad[i]["segmentations"][t] = {"size": [h, w], "counts": longer}
+    done = run_evaluation_command(tmp_path, gt, bad)
+    assert done.returncode == 1
+    where = rf"result {i} \(video_id {results[i]['video_id']}\): 'segmentations\[{t}\]'.counts"
+    assert re.fullmatch(
+        rf".*error: .*res.json: {where} .* decode to {h * (w + 1)} pixels.*\n", done.stderr
+    )
+    ann = gt["annotations"][i]  # results[i] copies annotation i
+    ann["segmentations"][t] = {"size": [h, w], "counts": longer}
+    done = run_evaluation_command(tmp_path, gt, results)
+    assert done.returncode == 1
+    where = rf"annotation id {ann['id']}: 'segmentations\[{t}\]'.counts"
+    assert re.fullmatch(
+        rf".*error: .*gt.json: {where} .* decode to {h * (w + 1)} pixels.*\n", done.stderr
+    )
