@@ -390,3 +390,109 @@ def test_corrupt_counts_in_results_or_ground_truth_are_rejected(seed, tmp_path):
     assert re.fullmatch(
         rf".*error: .*gt.json: {where} .* decode to {h * (w + 1)} pixels.*\n", done.stderr
     )
+
+
+def test_command_line_help_shows_examples_and_defaults():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.evaluation", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("usage: python -m bench.evaluation ")
+    assert (
+        "    python -m bench.evaluation --gt data/ytvis/annotations/instances_val.json \\" in lines
+    )
+    assert "        --results results.json" in lines  # the example's continuation, as written
+    options = done.stdout.split("options:")[1].split("examples:")[0].split("\n  -")[2:]  # not -h
+    assert [entry.split()[0] for entry in options] == ["-gt", "-results", "-json"]
+    for entry in options:
+        assert "(required)" in entry or "(default: " in entry, entry
+
+
+def one_line_error(capsys, *names):
+    """The one stderr line of a command-line error, checked to name each of names."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("python -m bench.evaluation: error: "), lines[0]
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def gt_and_results(tmp_path, monkeypatch):
+    """Valid files; evaluate() records whether it ran."""
+    gt = random_gt(np.random.default_rng(4), one_per_category=True)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(perfect_results(gt)))
+    calls = []
+    monkeypatch.setattr("bench.evaluation.__main__.evaluate", lambda *a: calls.append(a) or {})
+    return tmp_path / "gt.json", tmp_path / "res.json", calls
+
+
+def test_command_line_rejects_options_before_evaluating(gt_and_results, tmp_path, capsys):
+    gt, res, calls = gt_and_results
+    (tmp_path / "a_file").write_text("x")
+    cases = {
+        "--gt": ["--gt", str(tmp_path / "missing.json"), "--results", str(res)],
+        "--results": ["--gt", str(gt), "--results", str(tmp_path / "missing.json")],
+        "--gt ": ["--gt", str(tmp_path), "--results", str(res)],  # a folder
+        "--json": [
+            "--gt",
+            str(gt),
+            "--results",
+            str(res),
+            "--json",
+            str(tmp_path / "no" / "m.json"),
+        ],
+        "--json ": [
+            "--gt",
+            str(gt),
+            "--results",
+            str(res),
+            "--json",
+            str(tmp_path / "a_file" / "m"),
+        ],
+        "--json  ": ["--gt", str(gt), "--results", str(res), "--json", str(tmp_path)],
+    }
+    for option, argv in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        one_line_error(capsys, option.strip())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gt", str(gt)])
+    assert exit_info.value.code == 2
+    one_line_error(capsys, "--results")
+    assert calls == []  # nothing was evaluated
+
+
+def read_only_folder(path):
+    """A folder without write permission; skips the test where permissions do not bind (root)."""
+    path.mkdir()
+    path.chmod(0o500)
+    try:
+        (path / "probe").write_text("x")
+    except PermissionError:
+        return path
+    pytest.skip("this user writes into read-only folders (root)")
+
+
+def test_command_line_rejects_a_read_only_json_folder(gt_and_results, tmp_path, capsys):
+    gt, res, calls = gt_and_results
+    folder = read_only_folder(tmp_path / "read_only")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gt", str(gt), "--results", str(res), "--json", str(folder / "m.json")])
+    assert exit_info.value.code == 2 and calls == []
+    one_line_error(capsys, "--json", "not writable")
+
+
+def test_command_line_names_a_file_that_is_not_json(tmp_path, capsys):
+    gt = random_gt(np.random.default_rng(5), one_per_category=True)
+    text = json.dumps(gt)
+    (tmp_path / "gt.json").write_text(text[: len(text) // 3])
+    (tmp_path / "res.json").write_text(json.dumps(perfect_results(gt)))
+    assert main(["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "res.json")]) == 1
+    one_line_error(capsys, f"{tmp_path / 'gt.json'}: not a JSON file")
