@@ -6,6 +6,12 @@ for test splits, `annotations`: one per instance track, with per-frame lists `se
 RLE (counts a string), uncompressed RLE (counts a list of ints), a polygon list, or null.
 `info` and `licenses` are optional and kept as they are.
 
+A data set on disk is laid out as YouTube-VIS publishes it; `layout(root)` names its pieces:
+
+    ROOT/train/JPEGImages/<video>/<frame>.jpg      (a video's file_names are relative to JPEGImages)
+    ROOT/val/JPEGImages/...
+    ROOT/annotations/instances_train.json, ROOT/annotations/instances_val.json
+
     ytvis = load_ytvis("annotations/instances_val.json")
     ann = ytvis.anns_by_video[video_id][0]
     masks, present = ytvis.decode_masks(ann)        # (T, H, W) bool, (T,) bool
@@ -37,8 +43,35 @@ ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations")
 CATEGORY_KEYS = ("id", "name")
 
 
+SPLITS = ("train", "val")
+
+
 class YTVISFormatError(ValueError):
     """A YouTube-VIS file (annotations or results) does not follow the format."""
+
+
+def layout(root: str | os.PathLike, check: bool = False) -> dict[str, Path]:
+    """The paths of a data set in the YouTube-VIS layout (module docstring): keys root,
+    train_images, train_annotations, val_images, val_annotations.
+
+    With check, FileNotFoundError names the first piece that is missing (or of the wrong kind)."""
+    root = Path(root)
+    paths = {"root": root}
+    for split in SPLITS:
+        paths[f"{split}_images"] = root / split / "JPEGImages"
+        paths[f"{split}_annotations"] = root / "annotations" / f"instances_{split}.json"
+    if check:
+        if not root.is_dir():
+            raise FileNotFoundError(f"data directory {root} does not exist (or is not a folder)")
+        for key, path in list(paths.items())[1:]:
+            is_kind = path.is_dir() if key.endswith("_images") else path.is_file()
+            if not is_kind:
+                kind = "folder" if key.endswith("_images") else "file"
+                raise FileNotFoundError(
+                    f"data directory {root}: {key} {path} is not a {kind}; expected the YouTube-VIS "
+                    "layout DIR/{train,val}/JPEGImages, DIR/annotations/instances_{train,val}.json"
+                )
+    return paths
 
 
 def read_json(path: str | os.PathLike) -> Any:
