@@ -406,6 +406,7 @@ def test_command_line_help_shows_examples_and_defaults():
     options = done.stdout.split("options:")[1].split("examples:")[0].split("\n  -")[2:]  # not -h
     assert [entry.split()[0] for entry in options] == ["-gt", "-results", "-json"]
     for entry in options:
+        entry = " ".join(entry.split())
         assert "(required)" in entry or "(default: " in entry, entry
 
 
