@@ -36,13 +36,14 @@ import pandas as pd
 
 from bench import cli
 from bench.convergence import TARGET_FLOOR, default_target, final_ap, reach
+from bench.data.source import pretraining_data, resolve_data
 from bench.environment import environment
 from bench.isolation import run_isolated
 from bench.method import Setting, method_fields, plan_settings, slug
 from bench.runfiles import RunFiles
 from bench.stats import METHOD, mean_interval, paired_difference, verdict
 from bench.store import ResultsStore, record
-from bench.train import TrainConfig, data_paths, parse_overrides
+from bench.train import TrainConfig, parse_overrides
 from models import get_preset
 
 DEFAULT_BACKENDS = ("full", "stdeform:mode=frames")
@@ -127,10 +128,12 @@ def run_case(config: TrainConfig, kind: str = "ablation") -> dict:
 
 
 def pretrain(args) -> dict | None:
-    """The shared pretrained backbone (in its own process); None when disabled."""
+    """The shared pretrained backbone (in its own process), trained on data disjoint from the
+    runs' (bench.data.source.pretraining_data); None when disabled."""
     if args.pretrain_iterations <= 0:
         return None
-    paths = {k: str(v) for k, v in data_paths(TrainConfig(run="pretrain", data=args.data)).items()}
+    source, disjoint = pretraining_data(args.data)
+    paths = {k: str(v) for k, v in resolve_data(source).items()}
     outcome = run_isolated(
         "bench.pretrain:pretrain_backbone",
         {
@@ -140,6 +143,7 @@ def pretrain(args) -> dict | None:
             "iterations": args.pretrain_iterations,
             "threads": args.threads,
             "overrides": args.overrides,
+            "data": {"source": source, "disjoint": disjoint},
         },
         timeout=3600,
         stream=True,

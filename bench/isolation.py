@@ -22,6 +22,8 @@ import threading
 import time
 import traceback
 
+from bench.atomic import write_atomic
+
 OOM_MARKERS = (
     "out of memory",
     "can't allocate memory",
@@ -141,9 +143,7 @@ def _worker(spec_path: str) -> int:
     except BaseException as error:  # noqa: BLE001 — every failure becomes a recorded status
         answer = {"status": classify_exception(error), "message": traceback.format_exc()[-2000:]}
         code = 1
-    with open(spec["out"] + ".tmp", "w") as f:
-        json.dump(answer, f, default=str)
-    os.replace(spec["out"] + ".tmp", spec["out"])
+    write_atomic(spec["out"], json.dumps(answer, default=str))
     return code
 
 

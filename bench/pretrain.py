@@ -1,17 +1,18 @@
-"""Backbone pretraining on per-pixel shape classes of the training frames.
+"""Backbone pretraining on per-pixel shape classes of frames disjoint from the runs' videos.
 
 VisTR starts from ImageNet- and COCO-pretrained weights; nothing can be downloaded here, so the
 suite gives every run of an ablation the same starting point by pretraining the preset's
-backbone for a fixed number of iterations on dense semantic segmentation of the training
-frames (each pixel: its instance's class, or background), with a small throw-away head on the
-stride-8 and stride-16 features. Dense labels teach the shape classes in a couple of minutes on
-a CPU, where the set-prediction losses alone take far longer. The backbone weights are cached
-under --out by a hash of (preset, data, iterations, seed), so the runs of an ablation share them.
+backbone for a fixed number of iterations on dense semantic segmentation (each pixel: its
+instance's class, or background) of a synthetic set drawn from another seed than the runs'
+(bench.data.source.pretraining_data: no training or validation video of the runs is seen), with
+a small throw-away head on the mask head's two coarsest skip features. Dense labels teach the
+shape classes in a couple of minutes on a CPU, where the set-prediction losses alone take far
+longer. The weights are cached under --out by a hash of (preset, data, iterations, seed), so the
+runs of an ablation share them; the summary beside them says what they were trained on.
 
     python -m bench.pretrain --preset quick --data synthetic --iterations 400 --out data/pretrained
 """
 
-import argparse
 import hashlib
 import json
 import time
@@ -22,7 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from bench import cli
+from bench.atomic import save_atomic, write_atomic
 from bench.data.dataset import YTVISClipDataset
+from bench.data.source import pretraining_data, resolve_data
 from bench.data.transforms import build_transforms
 from models import get_preset
 from models.backbone import Backbone, build_backbone
@@ -94,6 +98,7 @@ def pretrain_backbone(
     seed: int = 0,
     threads: int | None = None,
     overrides: dict | None = None,
+    data: dict | None = None,
 ) -> dict:
     """Pretrain (or reuse) the backbone of the preset with ``overrides`` (the runs' preset
     fields: backbone, norm, strides, input size); returns {"weights": path, "seconds", ...}."""
@@ -132,10 +137,7 @@ def pretrain_backbone(
         loss.backward()
         optimizer.step()
         loss_sum += loss.item()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(backbone.state_dict(), tmp)
-    tmp.replace(path)
+    save_atomic(path, backbone.state_dict())
     info = {
         "weights": str(path),
         "seconds": time.perf_counter() - started,
@@ -143,38 +145,45 @@ def pretrain_backbone(
         "batch_size": batch_size,
         "final_loss": loss_sum / max(iterations, 1),
         "threads": torch.get_num_threads(),
+        "data": data or {"source": str(paths["train_annotations"]), "disjoint": None},
     }
-    info_path.write_text(json.dumps(info, indent=2))
+    write_atomic(info_path, json.dumps(info, indent=2))
     return info
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from bench.train import TrainConfig, data_paths
-
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser():
+    parser = cli.parser("python -m bench.pretrain", __doc__)
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
-    parser.add_argument("--data", default="synthetic")
-    parser.add_argument("--iterations", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", default="data/pretrained")
-    args = parser.parse_args(argv)
-    paths = data_paths(TrainConfig(run="pretrain", data=args.data))
+    parser.add_argument("--data", default="synthetic",
+                        help="the runs' data ('synthetic', 'synthetic:FIELD=VALUE,...' or a "
+                        "YouTube-VIS directory); pretraining uses a disjoint synthetic set drawn "
+                        "from another seed, or a directory's own training split")  # fmt: skip
+    parser.add_argument("--iterations", type=cli.positive_int, default=400)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="frames per step")
+    parser.add_argument("--seed", type=cli.nonnegative_int, default=0)
+    parser.add_argument("--threads", type=cli.positive_int, default=None,
+                        help="torch threads (default: torch's)")  # fmt: skip
+    parser.add_argument("--out", default="data/pretrained", help="folder of the cached weights")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    cli.writable_dir(args.out)
+    source, disjoint = pretraining_data(args.data)
     info = pretrain_backbone(
         args.preset,
-        paths,
+        {k: str(v) for k, v in resolve_data(source).items()},
         args.out,
         args.iterations,
         args.batch_size,
         seed=args.seed,
         threads=args.threads,
+        data={"source": source, "disjoint": disjoint},
     )
     print(json.dumps(info, indent=2))
     return info
 
 
 if __name__ == "__main__":
-    main()
+    cli.run("python -m bench.pretrain", main)

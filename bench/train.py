@@ -37,7 +37,7 @@ from tqdm import tqdm
 from attention.registry import BACKENDS
 from bench import cli
 from bench.data.dataset import YTVISClipDataset
-from bench.data.synthetic import ensure_synthetic
+from bench.data.source import resolve_data
 from bench.data.transforms import build_transforms
 from bench.engine import (
     broadcast,
@@ -68,17 +68,8 @@ class TrainConfig:
     encoder: str | None = None  # the encoder's spec, when it differs (hybrids)
     decoder: str | None = None  # the decoder's spec, when it differs
     overrides: dict = dataclasses.field(default_factory=dict)  # models.presets.Preset fields
-    data: str = "synthetic"  # "synthetic" or a YouTube-VIS directory (see data_paths)
-    synthetic: dict = dataclasses.field(
-        default_factory=lambda: {
-            "out": "data/synthetic",
-            "videos": 400,
-            "frames": 12,
-            "size": [128, 128],
-            "seed": 0,
-            "val_videos": 40,
-        }
-    )
+    # "synthetic", "synthetic:FIELD=VALUE,..." or a YouTube-VIS directory (see data_paths)
+    data: str = "synthetic"
     iterations: int = 1500
     eval_every: int = 250
     lr_drop: float = 2 / 3  # the learning rate drops x0.1 after this fraction of the iterations
@@ -154,27 +145,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def data_paths(config: TrainConfig) -> dict:
-    """Image roots and annotation files of the train and val splits.
-
-    "synthetic" generates the synthetic set when absent (bench.data.synthetic); any other value
-    is a directory laid out as DIR/{train,val}/JPEGImages and DIR/annotations/instances_{train,val}.json.
-    """
-    if config.data == "synthetic":
-        spec = dict(config.synthetic)
-        spec["size"] = tuple(spec["size"])
-        return ensure_synthetic(**spec)
-    root = Path(config.data)
-    paths = {
-        "train_images": root / "train" / "JPEGImages",
-        "train_annotations": root / "annotations" / "instances_train.json",
-        "val_images": root / "val" / "JPEGImages",
-        "val_annotations": root / "annotations" / "instances_val.json",
-    }
-    for key, path in paths.items():
-        if not path.exists():
-            raise FileNotFoundError(f"data directory {root}: {key} {path} does not exist")
-    return paths
+def data_paths(config: TrainConfig) -> dict[str, Path]:
+    """Image roots and annotation files of the train and val splits (bench.data.resolve_data):
+    "synthetic" is the suite's synthetic set (bench.data.synthetic.DEFAULT_SPEC),
+    "synthetic:FIELD=VALUE,..." another spec, each in data/synthetic-<spec name> and generated
+    there when absent; any other value is a directory in the YouTube-VIS layout."""
+    return resolve_data(config.data)
 
 
 @dataclasses.dataclass

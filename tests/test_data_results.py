@@ -1,6 +1,7 @@
 """Results writer: masks to RLE and back, save / load round trip, and clear validation errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -73,3 +74,65 @@ def test_results_errors_are_clear(case):
     results, pattern = BAD_RESULTS[case]
     with pytest.raises(YTVISFormatError, match=pattern):
         check_results(results)
+
+
+def corrupt_counts(rng, kind):
+    """(size, counts) of a compressed RLE whose counts do not decode to H*W pixels, from a random
+    mask: encoded one column short or long, or strings that are no RLE at all."""
+    height, width = (int(v) for v in rng.integers(4, 12, size=2))
+    mask = rng.random((height, width + 1)) < 0.4
+    if kind == "short":
+        counts = masks_to_rles(mask[None, :, :width][:, :, :-1], [True])[0]["counts"]
+    elif kind == "long":
+        counts = masks_to_rles(mask[None], [True])[0]["counts"]
+    else:
+        counts = {"garbage": "!!!!", "empty": "", "unfinished": "P", "not ascii": "0é"}[kind]
+    return [height, width], counts
+
+
+CORRUPT = {
+    "short": r"decode to \d+ pixels, expected",
+    "long": r"decode to \d+ pixels, expected",
+    "garbage": r"is not a compressed RLE string: character '!' at 0",
+    "empty": r"decode to 0 pixels, expected",
+    "unfinished": r"is not a compressed RLE string: it ends inside a number",
+    "not ascii": r"is not a compressed RLE string",
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPT))
+def test_counts_that_do_not_decode_to_the_size_are_rejected(kind, tmp_path):
+    rng = np.random.default_rng(len(kind))
+    size, counts = corrupt_counts(rng, kind)
+    good = masks_to_rles(rng.random((3, *size)) < 0.5, [True] * 3)
+    results = [
+        {**GOOD, "video_id": 4, "segmentations": good},
+        {**GOOD, "segmentations": list(good)},
+    ]
+    results[1]["segmentations"][2] = {"size": size, "counts": counts}
+    check_results(results[:1])  # valid without the corrupt entry
+    where = r"result 1 \(video_id 1\): 'segmentations\[2\]'\.counts "
+    with pytest.raises(YTVISFormatError, match=where + ".*" + CORRUPT[kind]):
+        check_results(results)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    with pytest.raises(YTVISFormatError, match=re.escape(str(path)) + ": " + where):
+        load_results(path)
+
+
+def test_non_positive_sizes_are_rejected():
+    results = [{**GOOD, "segmentations": [{"size": [0, 3], "counts": ""}]}]
+    with pytest.raises(YTVISFormatError, match=r"'segmentations\[0\].size' is \[0, 3\], expected"):
+        check_results(results)
+
+
+def test_a_file_that_is_not_json_is_named(tmp_path):
+    rng = np.random.default_rng(2)
+    text = json.dumps([{**GOOD, "segmentations": masks_to_rles(rng.random((2, 3, 4)) < 0.5)}])
+    path = tmp_path / "results.json"
+    path.write_text(text[: len(text) // 2])  # cut short, as by a killed writer
+    with pytest.raises(YTVISFormatError, match=re.escape(str(path)) + ": not a JSON file"):
+        load_results(path)
+    path.write_bytes(b"\xff\xfe[]")
+    with pytest.raises(YTVISFormatError, match=re.escape(str(path)) + ": not a JSON file"):
+        load_results(path)

@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_api
 
-from bench.data.ytvis import YTVISFormatError, load_ytvis
+from bench.data.ytvis import (
+    MAX_GROUPS,
+    YTVISFormatError,
+    compressed_counts,
+    counts_totals,
+    load_ytvis,
+)
 
 
 def uncompressed_rle(mask: np.ndarray) -> dict:
@@ -205,6 +211,27 @@ BAD_FILES = {
         _set(["annotations", 0, "segmentations", 1, "counts"], [3, 4]),
         r"annotation id 10: 'segmentations\[1\]'.counts sum to 7, expected 30",
     ),
+    "compressed counts short": (  # MASK_A's counts without the last run: 29 of 30 pixels
+        _set(
+            ["annotations", 0, "segmentations", 0, "counts"], compressed_rle(MASK_A)["counts"][:-1]
+        ),
+        r"annotation id 10: 'segmentations\[0\]'.counts '.*' decode to 29 pixels, expected 30",
+    ),
+    "compressed counts long": (  # a 5 x 4 mask's counts in a 4 x 4 video
+        _set(
+            ["annotations", 1, "segmentations", 1, "counts"],
+            compressed_rle(np.eye(5, 4, dtype=bool))["counts"],
+        ),
+        r"annotation id 11: 'segmentations\[1\]'.counts '.*' decode to 20 pixels, expected 16",
+    ),
+    "compressed counts garbage": (
+        _set(["annotations", 1, "segmentations", 1, "counts"], "!!!!"),
+        r"annotation id 11: 'segmentations\[1\]'.counts '!!!!' is not a compressed RLE string",
+    ),
+    "compressed counts empty": (
+        _set(["annotations", 1, "segmentations", 1, "counts"], ""),
+        r"annotation id 11: 'segmentations\[1\]'.counts '' decode to 0 pixels, expected 16",
+    ),
     "polygon with odd coordinates": (
         _set(["annotations", 0, "segmentations", 2], [[1, 1, 4, 1, 4]]),
         r"annotation id 10: 'segmentations\[2\]'\[0\] has 5 coordinates",
@@ -250,3 +277,74 @@ def test_frames_read_and_missing_frame_named(tmp_path):
     Image.fromarray(frame[:4]).save(tmp_path / "v1" / "00002.jpg")
     with pytest.raises(YTVISFormatError, match=r"00002.jpg \(video id 1, frame 2\) is 4x5"):
         ytvis.read_frame(tmp_path, 1, 2)
+
+
+def test_a_file_that_is_not_json_is_named(tmp_path):
+    path = tmp_path / "instances_val.json"
+    text = json.dumps(make_dataset())
+    path.write_text(text[: len(text) - 7])  # cut short
+    with pytest.raises(YTVISFormatError, match=re.escape(str(path)) + ": not a JSON file"):
+        load_ytvis(path)
+
+
+def test_counts_are_checked_against_pycocotools_runs():
+    """The counts decoder agrees with pycocotools' encoder on random masks of random sizes."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        height, width = (int(v) for v in rng.integers(1, 40, size=2))
+        mask = rng.random((height, width)) < rng.random()
+        runs = compressed_counts(compressed_rle(mask)["counts"])
+        flat = mask.T.reshape(-1)  # column-major, starting with a run of zeros
+        changes = np.flatnonzero(np.diff(flat.astype(int))) + 1
+        edges = np.concatenate([[0], changes, [flat.size]])
+        expected = ([0] if flat[0] else []) + np.diff(edges).tolist()
+        assert runs == expected
+
+
+def test_batch_totals_agree_with_the_decoder():
+    """counts_totals (one vectorised pass) and compressed_counts (one string at a time) agree on
+    random strings: pycocotools encodings, strings of valid characters, continuation characters,
+    arbitrary bytes and runs of up to 9 groups, empty ones included, in random order."""
+    rng = np.random.default_rng(11)
+    strings = []
+    for _ in range(2000):
+        kind = rng.integers(5)
+        if kind == 0:
+            height, width = (int(v) for v in rng.integers(1, 50, size=2))
+            strings.append(compressed_rle(rng.random((height, width)) < rng.random())["counts"])
+        elif kind < 4:
+            alphabet = [range(48, 112), range(80, 112), range(256)][kind - 1]
+            strings.append(bytes(rng.choice(list(alphabet), rng.integers(0, 12)).tolist()))
+        else:  # runs of 1 to 9 groups: continuation characters, then a last one
+            strings.append(
+                b"".join(
+                    bytes(rng.integers(80, 112, size=rng.integers(0, 9)).tolist())
+                    + bytes([int(rng.integers(48, 64))])  # non-negative
+                    for _ in range(rng.integers(1, 4))
+                )
+            )
+    strings = [s.encode() if isinstance(s, str) else s for s in strings] + [b""]
+    totals, valid = counts_totals(strings)
+    for string, total, ok in zip(strings, totals, valid, strict=True):
+        try:
+            runs = compressed_counts(string)
+        except ValueError:
+            assert not ok, string
+            continue
+        assert ok == (max(_run_lengths(string), default=0) <= MAX_GROUPS), string
+        if ok:
+            assert total == sum(runs), string
+    assert 0.2 < valid.mean() < 0.8  # both kinds occur
+    long_runs = [s for s in strings if max(_run_lengths(s), default=0) > MAX_GROUPS]
+    assert len(long_runs) > 20 and not counts_totals(long_runs)[1].any()
+
+
+def _run_lengths(string: bytes) -> list[int]:
+    """Characters per run of a counts string."""
+    lengths, current = [], 0
+    for byte in string:
+        current += 1
+        if not (byte - 48) & 0x20:
+            lengths.append(current)
+            current = 0
+    return lengths

@@ -4,6 +4,9 @@ ranges), exact video IoU, agreement with pycocotools' COCOeval on one-frame vide
 import contextlib
 import io
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -319,3 +322,178 @@ def test_command_line_prints_the_coco_summary(tmp_path, capsys):
     (tmp_path / "res.json").write_text(json.dumps([{**perfect_results(gt)[0], "video_id": 99}]))
     assert main(args) == 1
     assert "video_id 99" in capsys.readouterr().err
+
+
+def run_evaluation_command(tmp_path, gt, results, timeout=60):
+    """`python -m bench.evaluation` on gt and results dicts in a subprocess; a hang fails the test
+    instead of blocking pytest."""
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    command = [sys.executable, "-m", "bench.evaluation", "--gt", str(tmp_path / "gt.json"),
+               "--results", str(tmp_path / "res.json")]  # fmt: skip
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"python -m bench.evaluation still ran after {timeout} s (a hang)")
+
+
+def test_short_counts_are_an_error_not_a_hang(tmp_path):
+    """One 8 x 10 frame: the ground truth's counts decode to 80 pixels, the detection's to 25
+    (pycocotools' iou loops forever on them)."""
+    gt = gt_file({1: (8, 10, 1)}, [])
+    gt["annotations"] = [
+        {"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
+         "segmentations": [{"size": [8, 10], "counts": "94400000W1"}]}
+    ]  # fmt: skip
+    detection = {"video_id": 1, "category_id": 1, "score": 0.9,
+                 "segmentations": [{"size": [8, 10], "counts": "94400"}]}  # fmt: skip
+    done = run_evaluation_command(tmp_path, gt, [detection])
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    message = (
+        f"{tmp_path / 'res.json'}: result 0 (video_id 1): 'segmentations[0]'.counts '94400' "
+        "decode to 25 pixels, expected 80 (height*width of 8x10)"
+    )
+    assert re.fullmatch(r".*error: " + re.escape(message) + "\n", done.stderr)
+    # the same counts in the ground truth, named there
+    gt["annotations"][0]["segmentations"][0]["counts"] = "94400"
+    done = run_evaluation_command(tmp_path, gt, [])
+    assert done.returncode == 1
+    assert re.fullmatch(
+        r".*error: .*gt.json: annotation id 1: 'segmentations\[0\]'"
+        r".counts '94400' decode to 25 pixels, expected 80 \(height\*width of 8x10\)\n",
+        done.stderr,
+    )
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_corrupt_counts_in_results_or_ground_truth_are_rejected(seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    gt = random_gt(rng, one_per_category=True)
+    results = perfect_results(gt)
+    i = int(rng.integers(len(results)))
+    t = next(t for t, seg in enumerate(results[i]["segmentations"]) if seg is not None)
+    h, w = results[i]["segmentations"][t]["size"]
+    longer = rle(rng.random((h, w + 1)) < 0.5)["counts"]  # h more pixels than the frame holds
+    bad = [{**r, "segmentations": list(r["segmentations"])} for r in results]
+    bad[i]["segmentations"][t] = {"size": [h, w], "counts": longer}
+    done = run_evaluation_command(tmp_path, gt, bad)
+    assert done.returncode == 1
+    where = rf"result {i} \(video_id {results[i]['video_id']}\): 'segmentations\[{t}\]'.counts"
+    assert re.fullmatch(
+        rf".*error: .*res.json: {where} .* decode to {h * (w + 1)} pixels.*\n", done.stderr
+    )
+    ann = gt["annotations"][i]  # results[i] copies annotation i
+    ann["segmentations"][t] = {"size": [h, w], "counts": longer}
+    done = run_evaluation_command(tmp_path, gt, results)
+    assert done.returncode == 1
+    where = rf"annotation id {ann['id']}: 'segmentations\[{t}\]'.counts"
+    assert re.fullmatch(
+        rf".*error: .*gt.json: {where} .* decode to {h * (w + 1)} pixels.*\n", done.stderr
+    )
+
+
+def test_command_line_help_shows_examples_and_defaults():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.evaluation", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("usage: python -m bench.evaluation ")
+    assert (
+        "    python -m bench.evaluation --gt data/ytvis/annotations/instances_val.json \\" in lines
+    )
+    assert "        --results results.json" in lines  # the example's continuation, as written
+    options = done.stdout.split("options:")[1].split("examples:")[0].split("\n  -")[2:]  # not -h
+    assert [entry.split()[0] for entry in options] == ["-gt", "-results", "-json"]
+    for entry in options:
+        entry = " ".join(entry.split())
+        assert "(required)" in entry or "(default: " in entry, entry
+
+
+def one_line_error(capsys, *names):
+    """The one stderr line of a command-line error, checked to name each of names."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("python -m bench.evaluation: error: "), lines[0]
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def gt_and_results(tmp_path, monkeypatch):
+    """Valid files; evaluate() records whether it ran."""
+    gt = random_gt(np.random.default_rng(4), one_per_category=True)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(perfect_results(gt)))
+    calls = []
+    monkeypatch.setattr("bench.evaluation.__main__.evaluate", lambda *a: calls.append(a) or {})
+    return tmp_path / "gt.json", tmp_path / "res.json", calls
+
+
+def test_command_line_rejects_options_before_evaluating(gt_and_results, tmp_path, capsys):
+    gt, res, calls = gt_and_results
+    (tmp_path / "a_file").write_text("x")
+    cases = {
+        "--gt": ["--gt", str(tmp_path / "missing.json"), "--results", str(res)],
+        "--results": ["--gt", str(gt), "--results", str(tmp_path / "missing.json")],
+        "--gt ": ["--gt", str(tmp_path), "--results", str(res)],  # a folder
+        "--json": [
+            "--gt",
+            str(gt),
+            "--results",
+            str(res),
+            "--json",
+            str(tmp_path / "no" / "m.json"),
+        ],
+        "--json ": [
+            "--gt",
+            str(gt),
+            "--results",
+            str(res),
+            "--json",
+            str(tmp_path / "a_file" / "m"),
+        ],
+        "--json  ": ["--gt", str(gt), "--results", str(res), "--json", str(tmp_path)],
+    }
+    for option, argv in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        one_line_error(capsys, option.strip())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gt", str(gt)])
+    assert exit_info.value.code == 2
+    one_line_error(capsys, "--results")
+    assert calls == []  # nothing was evaluated
+
+
+def read_only_folder(path):
+    """A folder without write permission; skips the test where permissions do not bind (root)."""
+    path.mkdir()
+    path.chmod(0o500)
+    try:
+        (path / "probe").write_text("x")
+    except PermissionError:
+        return path
+    pytest.skip("this user writes into read-only folders (root)")
+
+
+def test_command_line_rejects_a_read_only_json_folder(gt_and_results, tmp_path, capsys):
+    gt, res, calls = gt_and_results
+    folder = read_only_folder(tmp_path / "read_only")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gt", str(gt), "--results", str(res), "--json", str(folder / "m.json")])
+    assert exit_info.value.code == 2 and calls == []
+    one_line_error(capsys, "--json", "not writable")
+
+
+def test_command_line_names_a_file_that_is_not_json(tmp_path, capsys):
+    gt = random_gt(np.random.default_rng(5), one_per_category=True)
+    text = json.dumps(gt)
+    (tmp_path / "gt.json").write_text(text[: len(text) // 3])
+    (tmp_path / "res.json").write_text(json.dumps(perfect_results(gt)))
+    assert main(["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "res.json")]) == 1
+    one_line_error(capsys, f"{tmp_path / 'gt.json'}: not a JSON file")

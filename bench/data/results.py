@@ -5,8 +5,10 @@ One entry per predicted instance track:
     {"video_id": int, "category_id": int, "score": float,
      "segmentations": [RLE or None, ...]}      # one entry per frame of the video
 
-Each RLE is compressed, `{"size": [H, W], "counts": str}`; None (JSON null) marks a frame where
-the instance is absent (the evaluator treats it like an empty mask). `check_results` validates a
+Each RLE is compressed, `{"size": [H, W], "counts": str}`, H and W positive and the counts decoding
+to exactly H*W pixels; None (JSON null) marks a frame where the instance is absent (the evaluator
+treats it like an empty mask). Errors are YTVISFormatError naming the file (when read from one),
+the result's index and video id, and the frame. `check_results` validates a
 list on its own; whether ids and frame counts fit a ground-truth file is the evaluator's check.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_api
 
-from bench.data.ytvis import YTVISFormatError, is_int, is_number
+from bench.data.ytvis import YTVISFormatError, check_counts, is_int, is_number, read_json
 
 RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
 
@@ -46,7 +48,7 @@ def masks_to_rles(masks: Any, present: Any = None) -> list[dict | None]:
     ]
 
 
-def _check_entry(entry: Any, i: int, source: str) -> dict:
+def _check_entry(entry: Any, i: int, source: str, pending: list) -> dict:
     where = f"{source}: result {i}"
     if not isinstance(entry, dict):
         raise YTVISFormatError(f"{where} is a {type(entry).__name__}, expected an object")
@@ -81,6 +83,11 @@ def _check_entry(entry: Any, i: int, source: str) -> dict:
                 f"{where}: 'segmentations[{t}]' is not null or a compressed RLE "
                 "{'size': [H, W], 'counts': str}"
             )
+        if min(size) < 1:
+            raise YTVISFormatError(
+                f"{where}: 'segmentations[{t}].size' is {list(size)}, expected positive [H, W]"
+            )
+        pending.append((counts, int(size[0]), int(size[1]), f"{where}: 'segmentations[{t}]'"))
         sizes.add((int(size[0]), int(size[1])))
         counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
         checked.append({"size": [int(size[0]), int(size[1])], "counts": counts})
@@ -98,7 +105,10 @@ def check_results(results: Any, source: str = "<results>") -> list[dict]:
     """Validate a results list; return it with plain Python types (counts as str)."""
     if not isinstance(results, list):
         raise YTVISFormatError(f"{source}: results are a {type(results).__name__}, expected a list")
-    return [_check_entry(entry, i, source) for i, entry in enumerate(results)]
+    pending: list = []  # compressed counts, checked in one batch
+    checked = [_check_entry(entry, i, source, pending) for i, entry in enumerate(results)]
+    check_counts(pending)
+    return checked
 
 
 def save_results(results: list[dict], path: str | os.PathLike) -> None:
@@ -110,6 +120,4 @@ def save_results(results: list[dict], path: str | os.PathLike) -> None:
 
 def load_results(path: str | os.PathLike) -> list[dict]:
     """Read and validate a results JSON file."""
-    with open(path) as f:
-        results = json.load(f)
-    return check_results(results, str(path))
+    return check_results(read_json(path), str(path))

@@ -1,4 +1,4 @@
-"""Synthetic video instance segmentation data in the YouTube-VIS format.
+r"""Synthetic video instance segmentation data in the YouTube-VIS format.
 
 Each video shows 1-4 shapes of six classes that differ by silhouette only (circle, square,
 triangle, star, cross, ring); every instance gets a random colour, so colour says nothing about the
@@ -8,31 +8,46 @@ textured background. Masks are exact for what is visible: an instance's mask in 
 rasterised silhouette minus the silhouettes drawn above it, and a frame where nothing of it is
 visible gets null entries (segmentation, bbox, area).
 
-Layout written under OUT:
+A set is identified by its `SyntheticSpec` (videos, val_videos, frames, size, seed, blur, texture,
+difficulty) and written in the YouTube-VIS layout (`bench.data.ytvis.layout`) with a manifest:
 
     OUT/train/JPEGImages/video_00000/00000.jpg ...   (file_names are relative to JPEGImages)
     OUT/val/JPEGImages/...
     OUT/annotations/instances_train.json, OUT/annotations/instances_val.json
-    OUT/manifest.json                                 (the arguments; written complete last)
+    OUT/manifest.json        (generator version, spec, complete: written false first, true last)
 
-Output is deterministic: each video draws from its own numpy Generator seeded by (seed, split,
-video index), so bytes (JPEG included) do not depend on worker count or order; train and val use
-different streams. Command line:
+`ensure_synthetic(spec, out)` reuses a complete set of the same spec and writes one into a folder
+that holds none. It never deletes or overwrites data it did not just start writing: a folder that
+holds another spec, or data without a manifest, is an error naming both specs and the folder. Only
+an unfinished generation of the same spec (interrupted; its manifest says incomplete) is written
+again. The suite keeps a spec's set in `default_folder(spec)`, data/synthetic-<spec.name()>;
+`generate_synthetic(out, videos=..., ...)` is ensure_synthetic with the spec given by its fields.
 
+Seeds: each video draws from its own numpy Generator seeded by SeedSequence([seed, stream, index]),
+stream 0 for train and 1 for val (SPLIT_STREAMS). Bytes (JPEG included) therefore do not depend on
+worker count or order, and every (seed, split, video index) is an independent stream: the two
+splits of a spec share no video, and `spec.with_seed(s)` with another seed s gives a set
+independent of both splits (e.g. pretraining data apart from the benchmark's set).
+
+Command line (`--help` lists every option with its default):
+
+    python -m bench.data.synthetic        # the suite's default set, in data/synthetic-<its name>
     python -m bench.data.synthetic --out data/synthetic --videos 500 --frames 12 --size 128 128 \
-        --seed 0 [--val-videos 100] [--blur] [--texture] [--workers 2]
+        --seed 0 --val-videos 100 --blur --texture --workers 2
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
 import math
 import multiprocessing
 import os
 import shutil
+import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +55,8 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_api
 from tqdm import tqdm
 
-from bench.data.ytvis import rle_areas
+from bench import cli
+from bench.data.ytvis import SPLITS, layout, rle_areas
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 SPLIT_STREAMS = {"train": 0, "val": 1}  # seed stream of each split
@@ -48,10 +64,44 @@ GENERATOR_VERSION = 1
 JPEG_QUALITY = 90
 
 
+ENTER_LEAVE_MIN_FRAMES = 5  # shorter videos get no entering / leaving instances
+MIN_SIZE = 8  # smallest frame side
+
+
+class SpecError(ValueError):
+    """A synthetic spec field (`field`) holds a value outside its range, or text that does not
+    parse; the message names the field, what was expected and what was found."""
+
+    def __init__(self, field: str, expected: str, got: object):
+        self.field, self.expected, self.got = field, expected, got
+        super().__init__(f"synthetic spec field '{field}': expected {expected}, got {got!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _int_at_least(field: str, value: object, minimum: int) -> int:
+    if not (_is_int(value) and value >= minimum):
+        raise SpecError(field, f"an int >= {minimum}", value)
+    return int(value)
+
+
+def _number_in(field: str, value: object, lo: float, hi: float, expected: str) -> float:
+    if not (_is_number(value) and lo <= value <= hi):  # also rejects nan
+        raise SpecError(field, expected, value)
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Difficulty:
     """Knobs of the generator. Sizes and speeds are fractions of the shorter frame side.
-    Entering / leaving needs videos of at least 5 frames."""
+    Entering / leaving needs videos of at least ENTER_LEAVE_MIN_FRAMES (5) frames; shorter videos
+    get none. Construction checks every field (SpecError names the one out of range)."""
 
     min_instances: int = 1
     max_instances: int = 4
@@ -61,6 +111,201 @@ class Difficulty:
     max_spin: float = 0.15  # largest rotation speed, radians per frame
     enter_leave: float = 0.2  # probability that an instance enters or leaves the frame
     blur_steps: int = 5  # sub-frame renders averaged per frame when blur is on
+
+    def __post_init__(self):
+        _int_at_least("min_instances", self.min_instances, 1)
+        _int_at_least("max_instances", self.max_instances, self.min_instances)
+        for name, positive in (("size_range", True), ("speed_range", False)):
+            pair = getattr(self, name)
+            if not (
+                isinstance(pair, (tuple, list))
+                and len(pair) == 2
+                and all(map(_is_number, pair))
+                and 0 <= pair[0] <= pair[1] < math.inf
+                and (pair[0] > 0 or not positive)
+            ):
+                bounds = "0 < lo <= hi" if positive else "0 <= lo <= hi"
+                raise SpecError(name, f"two numbers lo:hi with {bounds}", pair)
+            object.__setattr__(self, name, (float(pair[0]), float(pair[1])))
+        _number_in("scale_change", self.scale_change, 0, 0.99, "a number in [0, 0.99]")
+        _number_in("max_spin", self.max_spin, 0, math.inf, "a number >= 0")
+        _number_in("enter_leave", self.enter_leave, 0, 1, "a probability in [0, 1]")
+        _int_at_least("blur_steps", self.blur_steps, 1)
+
+
+_SPEC_TEXT_FIELDS = ("videos", "val_videos", "frames", "size", "seed", "blur", "texture")
+_DIFFICULTY_FIELDS = tuple(f.name for f in fields(Difficulty))
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Everything that decides a synthetic set's content (the worker count does not).
+
+    videos / val_videos: videos of the train / val split (val_videos None: 30% of videos, at least
+    1); frames: frames per video; size: (H, W), each at least 8; seed: >= 0 (see the module
+    docstring for how it maps to video streams). Construction checks every field and normalises
+    types (size a tuple, difficulty a Difficulty); SpecError names a field out of range.
+
+        spec = SyntheticSpec.parse("videos=400,frames=12,size=128x128,seed=0,val_videos=40")
+        spec.name()            # 'v400-val40-f12-128x128-s0', a folder name
+        str(spec)              # 'videos=400,val_videos=40,frames=12,size=128x128,seed=0'
+        spec.with_seed(1)      # the same spec drawing other videos
+    """
+
+    videos: int = 400
+    val_videos: int | None = None
+    frames: int = 12
+    size: tuple[int, int] = (128, 128)
+    seed: int = 0
+    blur: bool = False
+    texture: bool = False
+    difficulty: Difficulty = field(default_factory=Difficulty)
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # frozen
+        set_("videos", _int_at_least("videos", self.videos, 1))
+        val = max(1, self.videos * 3 // 10) if self.val_videos is None else self.val_videos
+        set_("val_videos", _int_at_least("val_videos", val, 1))
+        set_("frames", _int_at_least("frames", self.frames, 1))
+        size = self.size
+        if not (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and all(_is_int(v) and v >= MIN_SIZE for v in size)
+        ):
+            raise SpecError("size", f"(H, W), two ints >= {MIN_SIZE}", size)
+        set_("size", (int(size[0]), int(size[1])))
+        set_("seed", _int_at_least("seed", self.seed, 0))
+        for name in ("blur", "texture"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise SpecError(name, "true or false", getattr(self, name))
+            set_(name, bool(getattr(self, name)))
+        difficulty = self.difficulty
+        if isinstance(difficulty, dict):
+            unknown = sorted(set(difficulty) - set(_DIFFICULTY_FIELDS))
+            if unknown:
+                raise SpecError("difficulty", f"fields among {_DIFFICULTY_FIELDS}", unknown)
+            difficulty = Difficulty(**difficulty)
+        if not isinstance(difficulty, Difficulty):
+            raise SpecError("difficulty", "a Difficulty", difficulty)
+        set_("difficulty", difficulty)
+
+    @classmethod
+    def parse(cls, text: str) -> SyntheticSpec:
+        """A spec from "FIELD=VALUE,..." text; omitted fields (all of them for "") take their
+        defaults. Fields: videos, val_videos, frames, size (HxW, e.g. 128x128), seed, blur and
+        texture (true / false), and Difficulty's fields (size_range and speed_range as lo:hi).
+        SpecError names a field that is unknown, repeated or out of range."""
+        values: dict = {}
+        difficulty: dict = {}
+        for item in text.split(",") if text.strip() else []:
+            name, equals, value = (part.strip() for part in item.partition("="))
+            if not equals or not name:
+                raise SpecError(name or item, "FIELD=VALUE", item)
+            if name in values or name in difficulty:
+                raise SpecError(name, "a single value", text)
+            if name in _SPEC_TEXT_FIELDS:
+                values[name] = _parse_value(name, value, str(_FIELD_TYPES[name]))
+            elif name in _DIFFICULTY_FIELDS:
+                difficulty[name] = _parse_value(name, value, str(_FIELD_TYPES[name]))
+            else:
+                known = ", ".join(_SPEC_TEXT_FIELDS + _DIFFICULTY_FIELDS)
+                raise SpecError(name, f"a field among {known}", name)
+        return cls(**values, difficulty=Difficulty(**difficulty))
+
+    def __str__(self) -> str:
+        """The spec as parse() reads it: the main fields, then those that differ from defaults."""
+        h, w = self.size
+        text = f"videos={self.videos},val_videos={self.val_videos},frames={self.frames}"
+        text += f",size={h}x{w},seed={self.seed}"
+        for name, value in self._extras().items():
+            if isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, tuple):
+                value = ":".join(map(repr, value))
+            text += f",{name}={value}"
+        return text
+
+    def _extras(self) -> dict:
+        """blur, texture and Difficulty fields that differ from their defaults."""
+        extras = {name: getattr(self, name) for name in ("blur", "texture") if getattr(self, name)}
+        default = Difficulty()
+        for name in _DIFFICULTY_FIELDS:
+            if getattr(self.difficulty, name) != getattr(default, name):
+                extras[name] = getattr(self.difficulty, name)
+        return extras
+
+    def name(self) -> str:
+        """A folder name for the spec: v<videos>-val<val_videos>-f<frames>-<H>x<W>-s<seed>, plus
+        -<8 hex digits> (of blur, texture and difficulty) when those differ from the defaults."""
+        h, w = self.size
+        name = f"v{self.videos}-val{self.val_videos}-f{self.frames}-{h}x{w}-s{self.seed}"
+        if self._extras():
+            extra = {
+                k: v for k, v in self.to_dict().items() if k in ("blur", "texture", "difficulty")
+            }
+            digest = hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()
+            name += f"-{digest[:8]}"
+        return name
+
+    def with_seed(self, seed: int) -> SyntheticSpec:
+        """The same spec with another seed: a set drawn from other video streams."""
+        return replace(self, seed=seed)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types (as written to and read back from the manifest)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SyntheticSpec:
+        """The spec of to_dict()'s output."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(unknown[0], f"a field among {sorted(known)}", data[unknown[0]])
+        return cls(**data)
+
+
+def _parse_value(name: str, text: str, kind: str) -> object:
+    """One FIELD=VALUE value; kind is the dataclass field's annotation (a string)."""
+    if name == "size":
+        parse, expected = partial(_parse_pair, "x", int), "HxW, e.g. 128x128"
+    elif kind.startswith("tuple"):
+        parse, expected = partial(_parse_pair, ":", float), "lo:hi, e.g. 0.2:0.45"
+    elif kind == "bool":
+        parse, expected = _parse_bool, "true or false"
+    elif kind.startswith("int"):
+        parse, expected = int, "an int"
+    else:
+        parse, expected = float, "a number"
+    try:
+        return parse(text)
+    except ValueError:
+        raise SpecError(name, expected, text) from None
+
+
+def _parse_pair(separator: str, convert: type, text: str) -> tuple:
+    parts = text.lower().split(separator)
+    if len(parts) != 2:
+        raise ValueError(text)
+    return convert(parts[0]), convert(parts[1])
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+    return text.lower() in ("true", "1")
+
+
+_FIELD_TYPES = {f.name: f.type for cls in (SyntheticSpec, Difficulty) for f in fields(cls)}
+# the suite's synthetic set: 400 training and 120 validation videos of 12 frames at 128 x 128; the
+# validation split holds ~300 instances, so that one instance moves AP50 by about 0.3 points
+DEFAULT_SPEC = SyntheticSpec()
+
+
+def default_folder(spec: SyntheticSpec, root: str | os.PathLike = "data") -> Path:
+    """The folder the suite keeps a spec's set in: ROOT/synthetic-<spec.name()>."""
+    return Path(root) / f"synthetic-{spec.name()}"
 
 
 def _polygon(radii: list[float], start_angle: float) -> np.ndarray:
@@ -308,13 +553,7 @@ class VideoJob:
     image_dir: str  # OUT/<split>/JPEGImages
     split: str
     index: int
-    frames: int
-    height: int
-    width: int
-    seed: int
-    blur: bool
-    texture: bool
-    difficulty: Difficulty
+    spec: SyntheticSpec
 
 
 def video_rngs(seed: int, split: str, index: int) -> tuple[np.random.Generator, ...]:
@@ -344,20 +583,20 @@ def instance_annotation(masks: np.ndarray) -> dict | None:
 
 def make_video(job: VideoJob) -> dict:
     """Render one video, write its JPEG frames, return its file names and instance tracks."""
-    shape_rng, background_rng = video_rngs(job.seed, job.split, job.index)
-    background = make_background(background_rng, job.height, job.width, job.texture)
+    spec = job.spec
+    height, width = spec.size
+    shape_rng, background_rng = video_rngs(spec.seed, job.split, job.index)
+    background = make_background(background_rng, height, width, spec.texture)
     mean_colour = background.reshape(-1, 3).mean(axis=0)
-    tracks = sample_tracks(
-        shape_rng, job.difficulty, job.frames, job.height, job.width, mean_colour
-    )
-    blur_steps = job.difficulty.blur_steps if job.blur else 0
+    tracks = sample_tracks(shape_rng, spec.difficulty, spec.frames, height, width, mean_colour)
+    blur_steps = spec.difficulty.blur_steps if spec.blur else 0
     images, visible = render_video(
-        tracks, background, job.frames, blur_steps
+        tracks, background, spec.frames, blur_steps
     )  # (T,H,W,3), (n,T,H,W)
 
     name = f"video_{job.index:05d}"
     os.makedirs(os.path.join(job.image_dir, name), exist_ok=True)
-    file_names = [f"{name}/{t:05d}.jpg" for t in range(job.frames)]
+    file_names = [f"{name}/{t:05d}.jpg" for t in range(spec.frames)]
     for image, file_name in zip(images, file_names, strict=True):
         Image.fromarray(image).save(
             os.path.join(job.image_dir, file_name), quality=JPEG_QUALITY, subsampling=0
@@ -378,22 +617,17 @@ def _run_jobs(jobs: list[VideoJob], workers: int, desc: str) -> list[dict]:
         return list(tqdm(pool.imap(make_video, jobs, chunksize=8), total=len(jobs), desc=desc))
 
 
-def _write_split(
-    out: Path, split: str, count: int, args: dict, difficulty: Difficulty, workers: int
-) -> Path:
-    image_dir = out / split / "JPEGImages"
+def _write_split(paths: dict[str, Path], split: str, spec: SyntheticSpec, workers: int) -> None:
+    image_dir = paths[f"{split}_images"]
     image_dir.mkdir(parents=True, exist_ok=True)
-    height, width = args["size"]
-    jobs = [
-        VideoJob(str(image_dir), split, i, args["frames"], height, width, args["seed"],
-                 args["blur"], args["texture"], difficulty)
-        for i in range(count)
-    ]  # fmt: skip
+    height, width = spec.size
+    count = spec.videos if split == "train" else spec.val_videos
+    jobs = [VideoJob(str(image_dir), split, i, spec) for i in range(count)]
     videos, annotations = [], []
     for i, video in enumerate(_run_jobs(jobs, workers, f"synthetic {split}")):
         video_id = i + 1
         videos.append(
-            {"id": video_id, "width": width, "height": height, "length": args["frames"],
+            {"id": video_id, "width": width, "height": height, "length": spec.frames,
              "file_names": video["file_names"]}
         )  # fmt: skip
         for instance in video["instances"]:
@@ -413,134 +647,208 @@ def _write_split(
         ],
         "annotations": annotations,
     }
-    path = out / "annotations" / f"instances_{split}.json"
+    path = paths[f"{split}_annotations"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dataset))
-    return path
 
 
-def _manifest_args(videos, frames, size, seed, val_videos, blur, texture, difficulty) -> dict:
-    if val_videos is None:
-        val_videos = max(1, videos // 5)
-    args = {
+def synthetic_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """The YouTube-VIS layout of out (bench.data.ytvis.layout) and its manifest (key manifest)."""
+    paths = layout(out)
+    paths["manifest"] = paths["root"] / "manifest.json"
+    return paths
+
+
+def _written_paths(paths: dict[str, Path]) -> list[Path]:
+    """The generator's top-level entries under out, besides the manifest."""
+    root = paths["root"]
+    tops = {
+        root / p.relative_to(root).parts[0]
+        for k, p in paths.items()
+        if k not in ("root", "manifest")
+    }
+    return sorted(tops)
+
+
+def _held(paths: dict[str, Path]) -> tuple[SyntheticSpec | None, str, bool] | None:
+    """What out's manifest says: (spec or None if unreadable, its description, complete), or
+    None when there is no manifest."""
+    if not paths["manifest"].is_file():
+        return None
+    try:
+        manifest = json.loads(paths["manifest"].read_text())
+        if manifest.get("generator") != "bench.data.synthetic":
+            raise ValueError("not this generator's manifest")
+        if "spec" in manifest:
+            version, data = manifest.get("version"), manifest["spec"]
+        else:  # the first manifests: {"args": {"version": 1, <spec fields>}}
+            data = dict(manifest["args"])
+            version = data.pop("version", None)
+        spec = SyntheticSpec.from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return None, f"an unreadable manifest.json ({error})", False
+    complete = bool(manifest.get("complete"))
+    described = f"the synthetic set {spec.name()} ({spec})"
+    if version != GENERATOR_VERSION:
+        return None, f"{described} of generator version {version}", complete
+    return spec, described, complete
+
+
+def ensure_synthetic(
+    spec: SyntheticSpec,
+    out: str | os.PathLike | None = None,
+    workers: int | None = None,
+) -> dict[str, Path]:
+    """The paths (synthetic_paths) of spec's set in out (default: default_folder(spec)), written
+    there unless out already holds it complete.
+
+    out must be absent, hold none of the layout's entries and no manifest, or hold the same spec:
+    complete (reused as it is) or unfinished (written again). Anything else raises ValueError
+    naming the folder, what it holds and the spec asked for; nothing is deleted or overwritten.
+    A folder that cannot be written raises OSError before any video is rendered. workers: worker
+    processes (default: the CPU count, at most 8); they do not change the bytes written."""
+    if not isinstance(spec, SyntheticSpec):
+        raise TypeError(f"ensure_synthetic(spec, out): spec is a {type(spec).__name__}")
+    out = Path(default_folder(spec) if out is None else out)
+    paths = synthetic_paths(out)
+    held = _held(paths)
+    if held is None:
+        existing = [p for p in _written_paths(paths) if p.exists()]
+        if existing:
+            raise ValueError(
+                f"{out} holds {existing[0].name}/ but no manifest.json: data this generator did "
+                f"not write, left as it is; the synthetic set {spec.name()} ({spec}) needs an "
+                "empty or new folder"
+            )
+    else:
+        held_spec, described, complete = held
+        if held_spec != spec:
+            state = "" if complete else ", unfinished"
+            raise ValueError(
+                f"{out} holds {described}{state}, not the synthetic set {spec.name()} ({spec}) "
+                "asked for; it is left as it is: use another folder, or remove it yourself"
+            )
+        if complete:
+            missing = [k for k, p in paths.items() if not p.exists()]
+            if missing:
+                raise ValueError(
+                    f"{out} holds the complete synthetic set {spec.name()} ({spec}) but its "
+                    f"{missing[0]} {paths[missing[0]]} is missing; remove the folder to write it again"
+                )
+            return paths
+    _generate(spec, paths, workers, again=held is not None)
+    return paths
+
+
+def _generate(
+    spec: SyntheticSpec, paths: dict[str, Path], workers: int | None, again: bool
+) -> None:
+    out = paths["root"]
+    manifest = {
+        "generator": "bench.data.synthetic",
         "version": GENERATOR_VERSION,
-        "videos": int(videos),
-        "frames": int(frames),
-        "size": [int(size[0]), int(size[1])],
-        "seed": int(seed),
-        "val_videos": int(val_videos),
-        "blur": bool(blur),
-        "texture": bool(texture),
-        "difficulty": asdict(difficulty or Difficulty()),
+        "name": spec.name(),
+        "spec": spec.to_dict(),
+        "complete": False,
     }
-    return json.loads(json.dumps(args))  # tuples as lists, as read back from the manifest
-
-
-def _paths(out: Path) -> dict[str, Path]:
-    return {
-        "root": out,
-        "train_images": out / "train" / "JPEGImages",
-        "train_annotations": out / "annotations" / "instances_train.json",
-        "val_images": out / "val" / "JPEGImages",
-        "val_annotations": out / "annotations" / "instances_val.json",
-        "manifest": out / "manifest.json",
-    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths["manifest"].write_text(json.dumps(manifest, indent=1))
+    except OSError as error:
+        raise type(error)(
+            f"cannot write the synthetic set to {out}: {error.strerror or error}"
+        ) from None
+    if again:  # an unfinished generation of this spec: its own files
+        for path in _written_paths(paths):
+            shutil.rmtree(path, ignore_errors=True)
+    verb = "writing again the unfinished" if again else "writing the"
+    print(f"{verb} synthetic set {spec.name()} ({spec}) to {out}", file=sys.stderr, flush=True)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    for split in SPLITS:
+        _write_split(paths, split, spec, workers)
+    paths["manifest"].write_text(json.dumps({**manifest, "complete": True}, indent=1))
 
 
 def generate_synthetic(
     out: str | os.PathLike,
-    videos: int,
-    frames: int,
-    size: tuple[int, int],
-    seed: int,
-    val_videos: int | None = None,
-    blur: bool = False,
-    texture: bool = False,
-    difficulty: Difficulty | None = None,
+    spec: SyntheticSpec | None = None,
+    *,
     workers: int | None = None,
+    **spec_fields,
 ) -> dict[str, Path]:
-    """Write a train split of `videos` and a val split of `val_videos` (default videos // 5, at
-    least 1) videos of `frames` frames of size (H, W) under out; return the paths (keys root,
-    train_images, train_annotations, val_images, val_annotations, manifest).
-
-    A folder that already holds train/, val/ or annotations/ is only overwritten when its
-    manifest.json shows that this generator wrote it."""
-    out = Path(out)
-    difficulty = difficulty or Difficulty()
-    if videos < 1 or frames < 1 or min(size) < 8:
-        raise ValueError(
-            f"need videos >= 1, frames >= 1, size >= 8; got {videos}, {frames}, {size}"
-        )
-    if not 1 <= difficulty.min_instances <= difficulty.max_instances:
-        raise ValueError(f"need 1 <= min_instances <= max_instances, got {difficulty}")
-    args = _manifest_args(videos, frames, size, seed, val_videos, blur, texture, difficulty)
-    paths = _paths(out)
-    owned = [out / "train", out / "val", out / "annotations"]
-    if paths["manifest"].is_file():
-        for folder in owned:
-            shutil.rmtree(folder, ignore_errors=True)
-    elif any(folder.exists() for folder in owned):
-        raise ValueError(f"{out} holds data this generator did not write (no manifest.json)")
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = {"generator": "bench.data.synthetic", "complete": False, "args": args}
-    paths["manifest"].write_text(json.dumps(manifest, indent=1))
-    workers = workers or min(os.cpu_count() or 1, 8)
-    _write_split(out, "train", args["videos"], args, difficulty, workers)
-    _write_split(out, "val", args["val_videos"], args, difficulty, workers)
-    paths["manifest"].write_text(json.dumps({**manifest, "complete": True}, indent=1))
-    return paths
-
-
-def ensure_synthetic(
-    out: str | os.PathLike,
-    videos: int,
-    frames: int,
-    size: tuple[int, int],
-    seed: int,
-    val_videos: int | None = None,
-    blur: bool = False,
-    texture: bool = False,
-    difficulty: Difficulty | None = None,
-    workers: int | None = None,
-) -> dict[str, Path]:
-    """generate_synthetic, unless out already holds a complete set made with the same arguments."""
-    paths = _paths(Path(out))
-    args = _manifest_args(videos, frames, size, seed, val_videos, blur, texture, difficulty)
-    if paths["manifest"].is_file() and paths["train_annotations"].is_file():
-        manifest = json.loads(paths["manifest"].read_text())
-        if manifest.get("complete") and manifest.get("args") == args:
-            return paths
-    return generate_synthetic(
-        out, videos, frames, size, seed, val_videos, blur, texture, difficulty, workers
-    )
+    """ensure_synthetic(spec, out, workers), the spec given as one or by its fields:
+    generate_synthetic(out, videos=4, frames=6, size=(64, 64), seed=0)."""
+    if spec is not None and spec_fields:
+        raise TypeError("generate_synthetic takes a spec or its fields, not both")
+    return ensure_synthetic(spec or SyntheticSpec(**spec_fields), out, workers)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.data.synthetic", description=__doc__.split("\n\n")[0]
+    default = DEFAULT_SPEC
+    title, examples = __doc__.split("\n", 1)[0], __doc__.rsplit("default):\n", 1)[1]
+    parser = cli.ArgumentParser(
+        prog="python -m bench.data.synthetic",
+        description=f"{title}\n\nA set is identified by its spec (every option but --out and "
+        "--workers).\nA folder that holds the same spec is reused; one that holds anything else "
+        "is an error,\nnever deleted or overwritten.",
+        epilog="examples:\n" + examples.rstrip(),
     )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--videos", type=int, default=500, help="train videos")
-    parser.add_argument("--frames", type=int, default=12, help="frames per video")
-    parser.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-videos", type=int, default=None, help="default: videos // 5")
+    parser.add_argument(
+        "--out",
+        help="output folder (default: data/synthetic-<spec name>, the folder bench.train's "
+        "--data synthetic:FIELD=VALUE,... uses)",
+    )
+    at_least_1 = cli.int_at_least(1)
+    parser.add_argument("--videos", type=at_least_1, default=default.videos, help="train videos")
+    parser.add_argument(
+        "--val-videos", type=at_least_1, help="val videos (default: 30%% of videos, at least 1)"
+    )
+    parser.add_argument(
+        "--frames", type=at_least_1, default=default.frames, help="frames per video"
+    )
+    parser.add_argument(
+        "--size", type=cli.int_at_least(MIN_SIZE), nargs=2, default=default.size,
+        metavar=("H", "W"), help="frame height and width",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=cli.int_at_least(0), default=default.seed, help="seed of the video streams"
+    )
     parser.add_argument("--blur", action="store_true", help="motion blur (images only)")
     parser.add_argument("--texture", action="store_true", help="textured backgrounds")
-    parser.add_argument("--max-instances", type=int, default=Difficulty.max_instances)
-    parser.add_argument("--enter-leave", type=float, default=Difficulty.enter_leave,
-                        help="probability that an instance enters or leaves the frame")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=None, help="default: number of CPUs")
-    parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
-    args = parser.parse_args(argv)
-    difficulty = Difficulty(max_instances=args.max_instances, enter_leave=args.enter_leave)
-    make = generate_synthetic if args.force else ensure_synthetic
-    tic = time.perf_counter()
-    paths = make(
-        args.out, args.videos, args.frames, tuple(args.size), args.seed, args.val_videos,
-        args.blur, args.texture, difficulty, args.workers,
+    parser.add_argument(
+        "--max-instances", type=at_least_1, default=Difficulty.max_instances,
+        help="most instances in a video",
     )  # fmt: skip
-    print(f"synthetic data in {paths['root']} ({time.perf_counter() - tic:.1f} s)")
+    parser.add_argument(
+        "--enter-leave", type=cli.probability, default=Difficulty.enter_leave,
+        help="probability that an instance enters or leaves the frame (needs --frames >= "
+        f"{ENTER_LEAVE_MIN_FRAMES})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=at_least_1, help="worker processes (default: the CPU count, at most 8)"
+    )
+    args = parser.parse_args(argv)
+    if args.enter_leave > 0 and args.frames < ENTER_LEAVE_MIN_FRAMES:
+        parser.error(
+            f"argument --frames: expected >= {ENTER_LEAVE_MIN_FRAMES} for instances that enter or "
+            f"leave (--enter-leave {args.enter_leave:g}; --enter-leave 0 allows fewer), got {args.frames}"
+        )
+    try:
+        spec = SyntheticSpec(
+            videos=args.videos, val_videos=args.val_videos, frames=args.frames,
+            size=tuple(args.size), seed=args.seed, blur=args.blur, texture=args.texture,
+            difficulty=Difficulty(max_instances=args.max_instances, enter_leave=args.enter_leave),
+        )  # fmt: skip
+    except SpecError as error:
+        parser.error(
+            f"argument --{error.field.replace('_', '-')}: expected {error.expected}, got {error.got!r}"
+        )
+    tic = time.perf_counter()
+    try:
+        paths = ensure_synthetic(spec, args.out, args.workers)
+    except (ValueError, OSError) as error:
+        cli.fail(parser, f"argument --out: {error}")
+    print(f"synthetic set {spec.name()} in {paths['root']} ({time.perf_counter() - tic:.1f} s)")
     for key in ("train_annotations", "val_annotations"):
         print(f"  {key}: {paths[key]}")
 

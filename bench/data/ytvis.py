@@ -6,13 +6,21 @@ for test splits, `annotations`: one per instance track, with per-frame lists `se
 RLE (counts a string), uncompressed RLE (counts a list of ints), a polygon list, or null.
 `info` and `licenses` are optional and kept as they are.
 
+A data set on disk is laid out as YouTube-VIS publishes it; `layout(root)` names its pieces:
+
+    ROOT/train/JPEGImages/<video>/<frame>.jpg      (a video's file_names are relative to JPEGImages)
+    ROOT/val/JPEGImages/...
+    ROOT/annotations/instances_train.json, ROOT/annotations/instances_val.json
+
     ytvis = load_ytvis("annotations/instances_val.json")
     ann = ytvis.anns_by_video[video_id][0]
     masks, present = ytvis.decode_masks(ann)        # (T, H, W) bool, (T,) bool
     frame = ytvis.read_frame(image_root, video_id, 0)   # (H, W, 3) uint8
 
 Every problem found in a file raises `YTVISFormatError` (a ValueError) whose message names the
-file, the video / annotation / category id and the field, with what was expected and what was found.
+file, the video / annotation / category id and the field, with what was expected and what was found;
+a file that is not JSON is one too. A compressed RLE's counts must decode to exactly height*width
+pixels (pycocotools reads past its buffers, or loops forever in `iou`, on counts that do not).
 The `areas` and `bboxes` lists may be absent (they are not needed to decode masks); when present
 they must have one entry per frame. `iscrowd` defaults to 0.
 """
@@ -35,8 +43,168 @@ ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations")
 CATEGORY_KEYS = ("id", "name")
 
 
+SPLITS = ("train", "val")
+
+
 class YTVISFormatError(ValueError):
     """A YouTube-VIS file (annotations or results) does not follow the format."""
+
+
+def layout(root: str | os.PathLike, check: bool = False) -> dict[str, Path]:
+    """The paths of a data set in the YouTube-VIS layout (module docstring): keys root,
+    train_images, train_annotations, val_images, val_annotations.
+
+    With check, FileNotFoundError names the first piece that is missing (or of the wrong kind)."""
+    root = Path(root)
+    paths = {"root": root}
+    for split in SPLITS:
+        paths[f"{split}_images"] = root / split / "JPEGImages"
+        paths[f"{split}_annotations"] = root / "annotations" / f"instances_{split}.json"
+    if check:
+        if not root.is_dir():
+            raise FileNotFoundError(f"data directory {root} does not exist (or is not a folder)")
+        for key, path in list(paths.items())[1:]:
+            is_kind = path.is_dir() if key.endswith("_images") else path.is_file()
+            if not is_kind:
+                kind = "folder" if key.endswith("_images") else "file"
+                raise FileNotFoundError(
+                    f"data directory {root}: {key} {path} is not a {kind}; expected the YouTube-VIS "
+                    "layout DIR/{train,val}/JPEGImages, DIR/annotations/instances_{train,val}.json"
+                )
+    return paths
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The parsed content of a JSON file; YTVISFormatError names a file that is not JSON."""
+    with open(path, "rb") as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise YTVISFormatError(f"{path}: not a JSON file ({error})") from None
+
+
+def compressed_counts(counts: str | bytes) -> list[int]:
+    """Run lengths of a compressed RLE counts string, decoded as pycocotools' rleFrString does
+    (6-bit groups offset by '0', 5 value bits and a continuation bit, the last group's high bit the
+    sign; runs from the fourth on are stored relative to the run two before). ValueError for a
+    string that is not one. pycocotools has no call that returns the runs without trusting them."""
+    data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    runs: list[int] = []
+    value = shift = 0
+    for position, byte in enumerate(data):
+        c = byte - 48
+        if not 0 <= c < 64:
+            raise ValueError(f"character {chr(byte)!r} at {position} is outside '0'..'o'")
+        value |= (c & 0x1F) << shift
+        shift += 5
+        if c & 0x20:  # more groups follow
+            continue
+        if c & 0x10:  # negative
+            value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            raise ValueError(f"run {len(runs)} is {value}, expected >= 0")
+        runs.append(value)
+        value = shift = 0
+    if shift:
+        raise ValueError("it ends inside a number")
+    return runs
+
+
+MAX_GROUPS = 7  # 6-bit groups of one run: 35 value bits, more than any mask needs
+_LAST_GROUP = np.array([(v & 15) - (v & 16) for v in range(256)], np.int64)  # sign-extended
+
+
+def counts_totals(strings: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel totals (N,) int64 of compressed RLE counts strings, and valid (N,) bool: False for a
+    string that compressed_counts rejects, or with a run of more than MAX_GROUPS groups (where
+    pycocotools' shifts overflow). One vectorised pass over all strings together; the totals of
+    invalid strings are meaningless."""
+    n = len(strings)
+    lengths = np.fromiter(map(len, strings), np.int64, n)
+    bounds = np.zeros(n + 1, np.int64)  # character offsets of the strings
+    np.cumsum(lengths, out=bounds[1:])
+    c = np.frombuffer(b"".join(strings), np.uint8) - np.uint8(48)  # (C,); wraps below '0'
+    valid = np.ones(n, bool)
+
+    def invalidate(chars: np.ndarray) -> None:  # the strings holding these characters
+        valid[np.searchsorted(bounds, chars, side="right") - 1] = False
+
+    invalidate(np.flatnonzero(c > 63))
+    more = c >= 32  # the continuation bit
+    last = bounds[1:][lengths > 0] - 1
+    invalidate(last[more[last]])  # ends inside a number
+    more[last] = False  # runs never span strings
+    ends = np.flatnonzero(~more)  # (R,) last character of each run
+    x = _LAST_GROUP[c[ends]]  # (R,) run values (deltas), built from the last group down
+    multi = np.flatnonzero(ends > 0)
+    multi = multi[more[ends[multi] - 1]]  # runs with another group before their last
+    k = 1
+    while len(multi):
+        if k == MAX_GROUPS:
+            invalidate(ends[multi])
+            break
+        x[multi] = (x[multi] << 5) | (c[ends[multi] - k] & 31)
+        k += 1
+        multi = multi[ends[multi] >= k]
+        multi = multi[more[ends[multi] - k]]
+    first = np.searchsorted(ends, bounds[:-1])  # (N,) first run of each string
+    per_string = np.searchsorted(ends, bounds[1:]) - first
+    # Run j > 2 of a string is stored relative to run j - 2. With y the cumulative sums of x taken
+    # every other run (y[i] - y[i - 2] = x[i]), run i = f + j of a string whose first run is f is
+    # y[i] - y[f - 1] for odd j, y[i] - y[f] for even j >= 2, and x[f] for j = 0.
+    y = np.zeros(len(x) + 3, np.int64)  # y[i + 2] for run i; a spare last entry
+    np.cumsum(x[0::2], out=y[2:-1:2])
+    np.cumsum(x[1::2], out=y[3:-1:2])
+    base = np.empty((n, 2), np.int64)  # per string, by the parity of the run's global index
+    base[np.arange(n), first & 1] = y[first + 2]  # even j
+    base[np.arange(n), 1 - (first & 1)] = y[first + 1]  # odd j
+    runs = y[2:-1]
+    runs[0::2] -= np.repeat(base[:, 0], per_string)[0::2]
+    runs[1::2] -= np.repeat(base[:, 1], per_string)[1::2]
+    has_runs = per_string > 0
+    runs[first[has_runs]] = x[first[has_runs]]
+    invalidate(ends[runs < 0])
+    totals = np.zeros(n, np.int64)
+    if has_runs.any():
+        totals[has_runs] = np.add.reduceat(runs, first[has_runs])
+    return totals, valid
+
+
+def check_counts(items: Sequence[tuple[str | bytes, int, int, str]]) -> None:
+    """Raise YTVISFormatError for the first (counts, height, width, where) whose compressed counts
+    do not decode to height*width pixels (or are no compressed RLE string), in one batch."""
+    strings = []
+    for counts, *_ in items:
+        try:
+            strings.append(counts.encode("ascii") if isinstance(counts, str) else bytes(counts))
+        except UnicodeEncodeError:
+            strings.append(b"\x00")  # not ASCII: invalid, named below
+    totals, valid = counts_totals(strings)
+    expected = np.array([height * width for _, height, width, _ in items], dtype=np.int64)
+    bad = np.flatnonzero(~valid | (totals != expected))
+    if not len(bad):
+        return
+    counts, height, width, where = items[bad[0]]
+    try:
+        total = sum(compressed_counts(counts))
+        if not valid[bad[0]]:
+            raise ValueError(f"a run has more than {MAX_GROUPS} groups")
+    except ValueError as error:  # also UnicodeEncodeError: not ASCII
+        raise YTVISFormatError(
+            f"{where}.counts {_short(counts)} is not a compressed RLE string: {error}"
+        ) from None
+    raise YTVISFormatError(
+        f"{where}.counts {_short(counts)} decode to {total} pixels, expected {height * width} "
+        f"(height*width of {height}x{width})"
+    )
+
+
+def _short(counts: str | bytes, limit: int = 24) -> str:
+    text = repr(counts)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def is_int(value: Any) -> bool:
@@ -47,9 +215,13 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def check_segmentation(seg: Any, height: int, width: int, where: str) -> None:
-    """Raise YTVISFormatError unless `seg` is null, an RLE (either kind) of size (height, width),
-    or a polygon list. `where` names the entry, e.g. "file: annotation id 3: 'segmentations[2]'"."""
+def check_segmentation(
+    seg: Any, height: int, width: int, where: str, pending: list | None = None
+) -> None:
+    """Raise YTVISFormatError unless `seg` is null, an RLE (either kind) of size (height, width)
+    whose counts cover height*width pixels, or a polygon list. `where` names the entry, e.g.
+    "file: annotation id 3: 'segmentations[2]'". With `pending`, compressed counts are appended
+    to it as check_counts' items instead of being checked here (to check a file's in one batch)."""
     if seg is None:
         return
     if isinstance(seg, dict):
@@ -70,7 +242,13 @@ def check_segmentation(seg: Any, height: int, width: int, where: str) -> None:
                 raise YTVISFormatError(
                     f"{where}.counts sum to {sum(counts)}, expected {height * width} (height*width)"
                 )
-        elif not isinstance(counts, (str, bytes)):
+        elif isinstance(counts, (str, bytes)):
+            item = (counts, height, width, where)
+            if pending is None:
+                check_counts([item])
+            else:
+                pending.append(item)
+        else:
             raise YTVISFormatError(
                 f"{where}.counts is a {type(counts).__name__}, expected a string or a list of ints"
             )
@@ -215,7 +393,7 @@ def _check_video(video: dict, where: str) -> None:
         )
 
 
-def _check_annotation(ann: dict, videos: dict, categories: dict, where: str) -> None:
+def _check_annotation(ann: dict, videos: dict, categories: dict, where: str, pending: list) -> None:
     if ann["video_id"] not in videos:
         raise YTVISFormatError(f"{where}: field 'video_id' is {ann['video_id']!r}, not a video id")
     if ann["category_id"] not in categories:
@@ -237,7 +415,9 @@ def _check_annotation(ann: dict, videos: dict, categories: dict, where: str) -> 
                 f"(the length of video id {video['id']})"
             )
     for t, seg in enumerate(ann["segmentations"]):
-        check_segmentation(seg, video["height"], video["width"], f"{where}: 'segmentations[{t}]'")
+        check_segmentation(
+            seg, video["height"], video["width"], f"{where}: 'segmentations[{t}]'", pending
+        )
     for t, box in enumerate(ann.get("bboxes", [])):
         if box is not None and not (
             isinstance(box, list) and len(box) == 4 and all(map(is_number, box))
@@ -254,8 +434,7 @@ def load_ytvis(path_or_dict: str | os.PathLike | dict) -> YTVIS:
         source, data = "<dict>", path_or_dict
     else:
         source = str(path_or_dict)
-        with open(path_or_dict) as f:
-            data = json.load(f)
+        data = read_json(path_or_dict)
     if not isinstance(data, dict):
         raise YTVISFormatError(
             f"{source}: top level is a {type(data).__name__}, expected an object"
@@ -267,9 +446,11 @@ def load_ytvis(path_or_dict: str | os.PathLike | dict) -> YTVIS:
     categories = _index_by_id(data.get("categories", []), "category", CATEGORY_KEYS, source)
     annotations = _index_by_id(data.get("annotations", []), "annotation", ANNOTATION_KEYS, source)
     anns_by_video: dict[int, list[dict]] = {video_id: [] for video_id in videos}
+    pending: list = []  # compressed counts, checked in one batch
     for ann_id, ann in annotations.items():
-        _check_annotation(ann, videos, categories, f"{source}: annotation id {ann_id}")
+        _check_annotation(ann, videos, categories, f"{source}: annotation id {ann_id}", pending)
         anns_by_video[ann["video_id"]].append(ann)
+    check_counts(pending)
     return YTVIS(
         source=source,
         videos=videos,

@@ -14,9 +14,11 @@ What it computes, as youtubevos/cocoapi does:
 - greedy matching per IoU threshold .50:.05:.95, 101-point interpolated precision, AR = recall
   at maxDets 1 / 10 / 100, each averaged over categories that have ground truth (-1 if none).
 
-Unlike the official code, results are checked against the ground truth first: a video id or
-category id that is not in it, a track whose frame count differs from its video's length, or a
-mask whose size differs from its video's raises YTVISFormatError (a ValueError).
+Unlike the official code, both files are validated first (bench.data.ytvis, bench.data.results):
+compressed RLE counts that do not decode to exactly H*W pixels (on which pycocotools' iou loops
+forever), a video id or category id that is not in the ground truth, a track whose frame count
+differs from its video's length, or a mask whose size differs from its video's raises
+YTVISFormatError (a ValueError) naming the file, the result or annotation, and the frame.
 """
 
 from __future__ import annotations
