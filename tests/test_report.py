@@ -10,6 +10,7 @@ comparison and reproducibility; they import the helpers below.
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -486,6 +487,23 @@ def test_convergence_study_tables(tables):
         assert row["verdict"].startswith("dense needs more")
 
 
+def test_a_configuration_that_never_reaches_the_target_reports_its_plateau(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results, ignore=shutil.ignore_patterns("*.py"))
+    lines = []
+    for r in fixture_records("study.jsonl"):
+        if label(r) == "full (sdpa)" and r["metric"].endswith("_to_target"):
+            r = {**r, "value": None, "reason": "not reached"}
+        lines.append(json.dumps(r) + "\n")
+    (results / "study.jsonl").write_text("".join(lines))
+    rows = markdown_tables(render(results, tmp_path / "out")["md"])[TITLES["study-ratio"]]
+    assert len(rows) == 2 and all(r["device-h (b) to target"] == "— (never reached)" for r in rows)
+    finals = [100 * r["AP"] for r in runs_of("study.jsonl").values() if r["label"] == "full (sdpa)"]
+    plateau = f"full (sdpa) never reached it: plateau AP {mean_interval(finals).value:.1f} ± "
+    assert rows[0]["verdict"].startswith(plateau)
+    assert "after 12000, 12000, 12000 iterations" in rows[0]["verdict"]
+
+
 def scaling_points(method: str, metric: str, device: str, sweep=None) -> tuple:
     x, y, grid = [], [], set()
     for r in fixture_records("measurements.jsonl"):
@@ -866,6 +884,7 @@ def test_a_folder_missing_parts_says_what_is_missing_and_which_command_makes_it(
     for sentence in (
         "*Missing:* No convergence study (study.jsonl): python -m bench.study convergence",
         "*Missing:* No learning-rate sweep (lr_sweep.jsonl): python -m bench.study lr",
+        "*Missing:* No hybrid runs: python -m bench.ablate --hybrids full/stdeform:mode=frames",
         "No ablation runs (ablation.jsonl): python -m bench.ablate produces them.",
         "*Not drawn:* No usable scaling measurements of time: python -m bench.measure",
         "*Not drawn:* No ablation runs with logs (runs/*/log.jsonl): python -m bench.ablate",

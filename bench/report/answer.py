@@ -5,6 +5,7 @@ dense attention, each column's source in the legend (bench.report.headline compu
 import pandas as pd
 
 from bench.report.headline import COLUMNS, Headline
+from bench.report.noise import CHANGE_RULE
 from bench.report.provenance import short_device
 from bench.report.table import Column, Table
 from bench.stats import METHOD
@@ -13,15 +14,17 @@ from bench.stats import METHOD
 def column_groups(headline: Headline) -> dict[str, str]:
     """The heading over each column: preset, device or data it is measured at."""
     context = headline.context
-    preset, devices = context["cost_preset"], context["devices"]
+    preset, devices = context["cost_preset"] or "no preset", context["devices"]
     training_preset, data = context["training"]
+    training = f"{training_preset} · {data}" if training_preset else "no training runs"
+    device = lambda name: short_device(name) if name else "not measured"
     return {
         "encoder_gmacs": f"{preset} preset",
-        "fps": f"{preset} · {short_device(devices['inference'])}",
-        "peak_memory": f"{preset} · {short_device(devices['inference'])}",
-        "time_exponent": f"layer · {short_device(devices['scaling'])}",
-        "AP": f"{training_preset} · {data}",
-        "device_hours_b": f"{training_preset} · {short_device(context['step_device'])}",
+        "fps": f"{preset} · {device(devices['inference'])}",
+        "peak_memory": f"{preset} · {device(devices['inference'])}",
+        "time_exponent": f"layer · {device(devices['scaling'])}",
+        "AP": training,
+        "device_hours_b": f"{training_preset or 'no training'} · {device(context['step_device'])}",
     }
 
 
@@ -36,6 +39,7 @@ def headline_table(headline: Headline) -> Table:
         for column in COLUMNS:
             quantity = headline.cells[method][column.key]
             below = "reference" if method == headline.reference else quantity.ratio_text(True)
+            below = below if quantity.value is not None else ""
             cells.append(quantity.text(column.fmt) + (f"\n{below}" if below else ""))
         rows.append(cells)
         kinds.append("baseline" if method == headline.reference else "measured")
@@ -44,8 +48,9 @@ def headline_table(headline: Headline) -> Table:
     reference = headline.reference or "full (sdpa), which is not in these results"
     notes = [
         f"Under each number: its ratio to dense attention, {reference} (×1 = the same). "
-        "Counts and exponents: a plain ratio. FPS and memory: “within noise” unless the "
-        "difference exceeds the rule in the scaling section's notes. AP and device-hours: the "
+        f"Counts and exponents: a plain ratio. FPS and memory: {CHANGE_RULE} (A: dense); "
+        "otherwise “within noise”. "
+        "AP and device-hours: the "
         f"geometric-mean ratio over seeds paired with the dense runs, with its {METHOD} on the "
         "log scale; n.d.: “not distinguishable at this scale”, the interval contains 1.",
         "A dash gives the reason a value is missing; “n” counts seeds (AP, device-hours) or "

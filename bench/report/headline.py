@@ -35,6 +35,7 @@ from bench.report.scaling import UPPER_HALF, encoder_label, sweeps
 from bench.stats import Interval, mean_interval, ratio_interval
 
 COST_PRESET = "paper"
+MEASURE = "python -m bench.measure"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +117,12 @@ def cost_cells(measurements, methods, preset) -> tuple[dict, dict, dict]:
         "peak_memory": f"batch-1 inference, {preset} preset, {device}: peak memory of the first "
         "pass",
     }
+    if flops.empty:
+        legend["encoder_gmacs"] = f"not counted: {MEASURE} --metrics flops counts them"
+    if device is None:
+        legend["fps"] = legend["peak_memory"] = (
+            f"not measured: {MEASURE} --metrics fps memory measures them"
+        )
     for method in methods["method"]:
         mine = flops[(flops["method"] == method)]
         ok = mine[mine["failure"].isna()]
@@ -179,6 +186,8 @@ def exponent_cells(results, methods) -> tuple[dict, str, str | None]:
         f"of the scaling sweep (token counts at or above the grid's median), {device}; a hybrid "
         "shows its encoder's"
     )
+    if device is None:
+        legend = f"not swept: {MEASURE} --metrics scaling sweeps one encoder layer"
     cells, reference_fit = {}, None
     for method, backend, options, decoder in methods.itertuples(index=False):
         sweep = by_label.get(encoder_label(backend, options))
@@ -225,12 +234,19 @@ def training_cells(results, methods, group_runs, reference) -> tuple[dict, dict,
     target = ", ".join(percent(t) for t in targets) or "none"
     legend = {
         "AP": f"{preset} preset, {data} data: final validation AP, mean ± 95% Student t interval "
-        "over seeds; × dense: geometric-mean ratio to full (sdpa), paired by seed",
+        "over seeds; × dense: geometric-mean ratio to full (sdpa), paired by seed"
+        if preset is not None
+        else "no ablation runs: python -m bench.ablate trains them",
         "device_hours_b": f"to the target AP {target} %: iterations to target × training-step "
         f"time + evaluations × validation videos × evaluation time per video, timed in isolation "
         f"on {device} ({preset} preset); mean over the seeds that reached the target; × dense: "
         "paired over the seeds where both reached",
     }
+    if device is None:
+        legend["device_hours_b"] = (
+            f"no training-step times: {MEASURE} --metrics step --step-presets "
+            f"{preset or 'quick'} measures them"
+        )
     ap_by_seed, hours_by_seed, cells = {}, {}, {}
     for method in methods["method"]:
         mine = group_runs[group_runs["method"] == method]

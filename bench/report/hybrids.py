@@ -17,6 +17,11 @@ from bench.report.methods import reference_label
 from bench.report.table import Column, Table
 from bench.stats import METHOD, mean_interval, paired_difference, verdict
 
+MISSING = (
+    "No hybrid runs: python -m bench.ablate --hybrids full/stdeform:mode=frames "
+    "stdeform:mode=frames/full trains the encoder × decoder grid."
+)
+
 
 def sides(backend, options, decoder) -> tuple[str, str]:
     """(encoder label, decoder label) of a method; an implied decoder is resolved through the

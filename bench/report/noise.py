@@ -26,7 +26,7 @@ FIT_RULE = (
 POINT_RULE = f"{MARK} marks a noisy point: the IQR of its timing repeats > {NOISY_SPREAD:.0%} of their median"
 CHANGE_RULE = (
     "B differs from A only when |log(B/A)| exceeds both the sum of the two sides' spreads "
-    f"(IQR / median of their repeats; 0 for a quantity measured once) and {MIN_CHANGE:.0%}"
+    f"(IQR / median of their timing repeats; 0 for a quantity measured once) and {MIN_CHANGE:.0%}"
 )
 
 

@@ -24,6 +24,7 @@ from bench.report.failures import failures_table
 from bench.report.figures import draw_figures
 from bench.report.flops import flops_table, split_table
 from bench.report.headline import COLUMNS, build_headline
+from bench.report.hybrids import MISSING as NO_HYBRIDS
 from bench.report.hybrids import hybrids_table
 from bench.report.load import load_results
 from bench.report.lr_sweep import MISSING as NO_LR_SWEEP
@@ -65,6 +66,8 @@ def sections(results, headline, figures) -> list[Section]:
         ablations.append(hybrids)
     lr = lr_table(results)
     ablations.append(lr)
+    absent = [] if hybrids is not None else [NO_HYBRIDS]
+    absent += [] if lr.rows else [NO_LR_SWEEP]
     study = study_tables(results)
     return [
         Section("answer", "The answer", [headline_table(headline)], sentences(headline)),
@@ -75,8 +78,7 @@ def sections(results, headline, figures) -> list[Section]:
         ),
         Section("reported", "Reported in the poster", [paper.reported_table()]),
         Section(
-            "ablations", "Ablations", ablations, figures=figures["ablation"],
-            missing=[] if lr.rows else [NO_LR_SWEEP],
+            "ablations", "Ablations", ablations, figures=figures["ablation"], missing=absent,
         ),
         Section(
             "study", "Convergence study", study, figures=figures["study"] if study else [],

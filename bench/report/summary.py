@@ -13,6 +13,7 @@ whose marker file names other results, unless forced.
 """
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -63,11 +64,22 @@ def check_overwrite(results: list[Path], out_dir: Path, force: bool) -> None:
     )
 
 
+def finite(value):
+    """``value`` with every non-finite float (NaN, inf) replaced by None, so the JSON is valid."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
 def write_summary(out_dir: Path, results_dir: Path, digest: str, table: dict) -> Path:
     """summary.json with the headline ``table`` ({"reference", "columns", "rows"})."""
     data = {"results": relative(Path(results_dir), out_dir), "digest": digest, **table}
     path = out_dir / SUMMARY
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(finite(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 
