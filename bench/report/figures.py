@@ -162,26 +162,26 @@ def ap_vs_option(results, directory: Path, colours: dict) -> list[FigureResult]:
     figures = []
     for backend, option in dict.fromkeys((f.backend, f.option) for f in numeric):
         figure, axes = new_figure()
+        values = set()
         for family in (f for f in numeric if (f.backend, f.option) == (backend, option)):
             xs, means = [], []
+            colour = colours.get(family.members[-1][1])  # one colour per family
             for value, method in family.members:
                 aps = list(ap_by_seed(group, method).values())
                 if aps:
                     xs.append(value)
                     means.append(float(np.mean(aps)))
-                    axes.scatter([value] * len(aps), aps, s=12, alpha=0.6,
-                                 color=colours.get(method))  # fmt: skip
-            axes.plot(xs, means, marker="o", label=f"{backend} {family.setting}")
+                    axes.scatter([value] * len(aps), aps, s=12, alpha=0.6, color=colour)
+            values.update(xs)
+            axes.plot(xs, means, marker="o", color=colour, label=f"{backend} {family.setting}")
         if reference is not None:
             dense = mean_interval(ap_by_seed(group, reference).values())
             if dense is not None:
                 axes.axhline(dense.value, color="0.3", linestyle="--", label=f"{reference} (mean)")
                 if dense.low is not None:
                     axes.axhspan(dense.low, dense.high, color="0.3", alpha=0.1)
-        values = sorted(
-            {v for f in numeric for v, _ in f.members if (f.backend, f.option) == (backend, option)}
-        )
-        if all(v > 0 for v in values):
+        values = sorted(values)
+        if values and all(v > 0 for v in values):
             axes.set_xscale("log", base=2)
         axes.set_xticks(values, [str(v) for v in values])
         axes.set_xlabel(option_title(backend, option))
