@@ -36,6 +36,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["curves_ablation.png", "ap_vs_stdeform_n_points.png", "curves_study.png"]
 FIGURES += ["time_vs_tokens.png", "memory_vs_tokens.png"]
 CPU = short_device("Intel(R) Xeon(R) CPU @ 2.20GHz")
+DIVIDED = method_label("divided", {"impl": "sdpa"})  # its own label once the backend is registered
 GPU = short_device("NVIDIA H100 80GB HBM3")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
 VOID |= {"track", "wbr"}
@@ -277,7 +278,7 @@ def test_failed_and_missing_cases_show_a_dash_with_the_reason(tables):
     paper = tables[TITLES["cost-paper"]]
     assert row_of(paper, "full (math)")[f"FPS [{CPU}]"] == "— (timeout)"
     assert row_of(paper, "full (math)")[f"peak memory (MiB) [{GPU}]"] == "— (OOM)"
-    error = row_of(paper, "divided (impl=sdpa)")[f"FPS [{GPU}]"]
+    error = row_of(paper, DIVIDED)[f"FPS [{GPU}]"]
     assert error.startswith("— (error: RuntimeError: CUDA error")
     hybrid = row_of(paper, "stdeform frames K=32 enc + full (sdpa) dec")
     assert hybrid[f"FPS [{GPU}]"] == "— (not run)"
@@ -565,7 +566,7 @@ def test_scaling_analytic_exponents_follow_the_formulas(tables):
     assert leading_number(row_of(rows, "full (sdpa)")[column]) == pytest.approx(expected, abs=0.006)
     assert row_of(rows, "stdeform 3d K=16")[column] == "1.00"  # linear in tokens
     if "divided" not in BACKENDS:  # a backend this checkout cannot build has no formula
-        assert row_of(rows, "divided (impl=sdpa)")[column] == "— (no formula at 5 of 5 points)"
+        assert row_of(rows, DIVIDED)[column] == "— (no formula at 5 of 5 points)"
 
 
 def test_memory_fit_says_which_implementations_materialise_the_matrix(tables):

@@ -13,6 +13,7 @@ from bench.report.sentences import sentences
 from bench.stats import NOT_DISTINGUISHABLE, mean_interval
 from tests.test_report import (
     CPU,
+    DIVIDED,
     FIXTURE,
     GPU,
     close,
@@ -110,7 +111,7 @@ def test_cost_cells_and_their_ratios(headline):
 
 def test_the_time_exponent_is_the_upper_half_fit(headline):
     slopes = {}
-    for method in ("full (sdpa)", "stdeform 3d K=16", "divided (impl=sdpa)"):
+    for method in ("full (sdpa)", "stdeform 3d K=16", DIVIDED):
         x, y = scaling_points(method, "time", XEON, "upper half")
         slopes[method] = np.polyfit(np.log(x), np.log(y), 1)[0]
     for method, slope in slopes.items():
