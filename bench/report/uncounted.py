@@ -2,13 +2,14 @@
 
 fvcore's model record lists the operators it had no formula for with their call counts
 (``unsupported``); their arithmetic is missing from its GMACs. The fold shows, per method and
-preset, how many operators and calls that is and an upper-bound estimate of their share of the
-model's count: each call is charged one multiply-accumulate per element of a tensor the size of
-the input clip (batch 1, T × 3 × H × W) — the element-wise operators listed (activations,
-softmax, interpolation) touch tensors of that order (feature maps of tens of channels at a
-quarter of the resolution, mask logits of the instances at full resolution, attention weights)
-and cost about one operation per element. Where a record lists each operator's output elements
-(``unsupported_elements``), the estimate uses them instead. The full list is in a folded table.
+preset, how many operators and calls that is and a rough estimate of their share of the model's
+count: the records hold call counts, not shapes, so each call is charged one multiply-accumulate
+per element of a tensor the size of the input clip (batch 1, T × 3 × H × W) — the element-wise
+operators listed (activations, softmax, interpolation) touch tensors of that order (feature maps
+of tens of channels at a quarter of the resolution, mask logits of a few instances at full
+resolution) and cost about one operation per element, so the estimate is an order of magnitude,
+not a bound. Where a record lists each operator's output elements (``unsupported_elements``),
+the estimate uses them instead. The full list is in a folded table.
 """
 
 import pandas as pd
@@ -68,7 +69,7 @@ def fold_table(results) -> Table:
             )
             continue
         fraction, how = share(record)
-        shown = f"— ({how})" if fraction is None else f"≤ {100 * fraction:.2g} %"
+        shown = f"— ({how})" if fraction is None else f"≈ {100 * fraction:.2g} %"
         rows.append([method, where, str(len(ops)), str(sum(ops.values())), shown, how])
     frame = pd.DataFrame(rows, columns=[c.name for c in columns])
     return Table.from_frame(
@@ -79,8 +80,9 @@ def fold_table(results) -> Table:
         notes=[
             "The operators fvcore had no formula for (its ignore list — shape, copy and integer "
             "ops, which cost no arithmetic — aside); FlopCounterMode does not count element-wise "
-            "operators either. Estimated share: an upper bound, each call charged one MAC per "
-            "element of an input-clip-sized tensor (T × 3 × H × W), over fvcore's model GMACs. "
+            "operators either. Estimated share (an order of magnitude: the records hold call "
+            "counts, not shapes): each call charged one MAC per element of an input-clip-sized "
+            "tensor (T × 3 × H × W), over fvcore's model GMACs. "
             "The full list per method is folded below."
         ],
         short="uncounted operators",
