@@ -60,5 +60,7 @@ def bench(session: nox.Session) -> None:
     results = "results"
     session.run("python", "-m", "bench.measure", "--out", results, *session.posargs)
     session.run("python", "-m", "bench.ablate", "--k", "16", "32", "--out", results)
-    session.run("python", "-m", "bench.report", "--results", results, "--out", "reports")
+    session.run(
+        "python", "-m", "bench.report", "--results", results, "--out", "reports", "--force"
+    )  # fmt: skip
     session.log(f"results: {results}/ (JSON lines); report: reports/index.html, reports/README.md")

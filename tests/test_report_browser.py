@@ -1,5 +1,5 @@
-"""The HTML report in a real browser: headless Chromium opens it from disk, every image loads and
-every table is there.
+"""The HTML report in a real browser: headless Chromium opens it from disk at a 1280 px wide window,
+every image loads, every table is there and no table is wider than the page.
 
 A copy of index.html, next to it in the rendered folder so that the relative image paths resolve,
 gets one inline script that, once the page has loaded, writes what the browser sees (each image's
@@ -23,8 +23,13 @@ import pytest
 from bench.report import render_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
-TABLE_IDS = {"cost", "k-ablation", "scaling", "scaling-points", "flops-split", "flops-counters"}
-TABLE_IDS |= {"unsupported-ops", "failures", "environments"}
+TABLE_IDS = {"headline", "cost-paper", "cost-quick", "accuracy-quick-synthetic", "reported"}
+TABLE_IDS |= {"ablation-stdeform-mode", "ablation-stdeform-n-points", "differences", "hybrids"}
+TABLE_IDS |= {"lr-sweep", "study", "study-ratio", "scaling-time", "scaling-memory"}
+TABLE_IDS |= {"scaling-points", "crossover", "flops-split", "flops-counters", "flop-counters"}
+TABLE_IDS |= {"uncounted", "uncounted-list", "failures", "environments"}
+WIDTH = 1280  # px: the window the report must fit
+MUST_FIT = {"headline", "cost-paper", "cost-quick"}
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -36,6 +41,7 @@ FLAGS = [
     "--no-first-run",
     "--run-all-compositor-stages-before-draw",
     "--virtual-time-budget=5000",
+    f"--window-size={WIDTH},900",
 ]
 CHECK_SCRIPT = """
 <script>
@@ -46,8 +52,12 @@ window.addEventListener("load", function () {
       return {src: img.getAttribute("src"), complete: img.complete,
               width: img.naturalWidth, height: img.naturalHeight};
     }),
+    viewport: document.documentElement.clientWidth,
     tables: Array.from(document.querySelectorAll("table[id]")).map(function (table) {
-      return {id: table.id, rows: table.tBodies[0].rows.length};
+      var box = table.getBoundingClientRect();
+      return {id: table.id, rows: table.tBodies[0].rows.length,
+              shown: box.width > 0, right: box.right, width: box.width,
+              scrollWidth: table.scrollWidth};
     }),
     reportedStyles: Array.from(document.querySelectorAll("tr.reported td:first-child")).map(
       function (cell) { return getComputedStyle(cell).fontStyle; }),
@@ -94,10 +104,20 @@ def test_the_report_renders_in_headless_chromium(tmp_path):
 
     assert result["title"].startswith("visbench report")
     pngs = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
-    assert sorted(image["src"] for image in result["images"]) == pngs and len(pngs) == 4
+    assert sorted(image["src"] for image in result["images"]) == pngs and len(pngs) == 5
     for image in result["images"]:
         assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
     tables = {table["id"]: table["rows"] for table in result["tables"]}
     assert set(tables) == TABLE_IDS
     assert all(rows > 0 for rows in tables.values()), tables
     assert result["reportedStyles"] == ["italic"] * 4
+
+    assert result["viewport"] <= WIDTH
+    shown = {table["id"]: table for table in result["tables"] if table["shown"]}
+    assert set(shown) >= MUST_FIT  # folded (<details>) tables are not laid out; these are
+    too_wide = {
+        name: (table["width"], table["scrollWidth"], table["right"])
+        for name, table in shown.items()
+        if max(table["right"], table["scrollWidth"]) > result["viewport"]
+    }
+    assert not too_wide, f"wider than the {result['viewport']} px page: {too_wide}"

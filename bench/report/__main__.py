@@ -1,34 +1,49 @@
-"""``python -m bench.report --results results/ --out reports/``: render the report."""
+"""Render the report of a results folder, or compare two.
 
-import argparse
+    python -m bench.report --results results/ --out reports/
+    python -m bench.report --compare results-a/ results-b/ --out comparison/
+
+A report folder records the results it was rendered from (summary.json); rendering other results
+into it is refused unless --force, so a committed report is never overwritten by accident. A
+user's mistake (a missing folder, a refused overwrite) is one line on stderr and exit status 2.
+"""
+
 import sys
 
-from bench.report.render import render_report
+from bench import cli
+
+PROG = "python -m bench.report"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.report",
-        description="Render reports/README.md and reports/index.html (with PNG figures) from a "
-        "results directory (measurements.jsonl, ablation.jsonl, runs/*/log.jsonl).",
-    )
-    parser.add_argument("--results", default="results", help="results directory (default results/)")
-    parser.add_argument("--out", default="reports", help="output directory (default reports/)")
+def build_parser():
+    parser = cli.parser(PROG, __doc__)
+    parser.add_argument("--results", default="results", help="results folder to render")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                        help="compare two results folders (B against A) instead")  # fmt: skip
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: reports/, or comparison/ with --compare)")  # fmt: skip
     parser.add_argument("--note", default=None, help="a sentence shown at the top of the report")
-    return parser.parse_args(argv)
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite a report in --out rendered from other results")  # fmt: skip
+    return parser
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        written = render_report(args.results, args.out, note=args.note)
-    except FileNotFoundError as error:
-        print(f"python -m bench.report: {error}", file=sys.stderr)
-        return 2
+def main(argv: list[str] | None = None) -> dict:
+    from bench.report.compare import compare_results
+    from bench.report.render import render_report
+
+    args = build_parser().parse_args(argv)
+    if args.compare:
+        out = cli.writable_dir(args.out or "comparison")
+        written = compare_results(*args.compare, out, note=args.note, force=args.force)
+    else:
+        out = cli.writable_dir(args.out or "reports")
+        written = render_report(args.results, out, note=args.note, force=args.force)
     for path in written.values():
         print(f"wrote {path}")
-    return 0
+    return written
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(PROG, main)
+    sys.exit(0)

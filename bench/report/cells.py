@@ -1,12 +1,17 @@
 """How one table cell shows a measured value, a summary of several, or why there is none.
 
 A missing or failed measurement is a dash with its reason ("— (OOM)", "— (not run)"), never a
-zero or an empty cell. Several measurements of one thing (seeds) show as mean ± sd (n=…).
+zero or an empty cell. Repeated measurements of one thing (a case measured twice) show as
+mean ± sd (n=…); values over seeds show as mean ± the half-width of their 95% interval
+(bench.stats, ``estimate``), ratios as ×value [low, high] (``ratio``). A cell may hold several
+lines ("\n"): the Markdown writes them with <br>, the HTML stacks them.
 """
 
 import math
 
 import pandas as pd
+
+from bench.stats import Interval
 
 DASH = "—"
 NOT_RUN = "not run"
@@ -83,3 +88,42 @@ def summary(records: pd.DataFrame, fmt=number) -> str:
     if not failures.empty:
         text += f"; {len(failures)} failed: {reasons}"
     return text
+
+
+def half_width(value: float, width: float, fmt=number) -> str:
+    """The half-width of an interval; 0 where it is float rounding of an exact agreement."""
+    return "0" if abs(width) <= 1e-9 * max(abs(value), 1e-300) else fmt(width)
+
+
+def estimate(
+    interval: Interval | None, fmt=number, missing_reason: str = "no usable runs", count=True
+) -> str:
+    """Mean ± half-width of the 95% interval (n=…); a single value says n=1. Without ``count``
+    the n is left to another column."""
+    if interval is None:
+        return missing(missing_reason)
+    if interval.low is None:
+        return f"{fmt(interval.value)}" + (" (n=1)" if count else "")
+    width = half_width(interval.value, interval.half_width, fmt)
+    return f"{fmt(interval.value)} ± {width}" + (f" (n={interval.n})" if count else "")
+
+
+def ratio(interval: Interval | None, missing_reason: str = "no pair") -> str:
+    """A ratio with its interval: "×0.42 [0.31, 0.57]"; without an interval "×0.42"."""
+    if interval is None:
+        return missing(missing_reason)
+    text = f"×{number(interval.value)}"
+    if interval.low is not None:
+        text += f" [{number(interval.low)}, {number(interval.high)}]"
+    return text
+
+
+def difference(interval: Interval | None, fmt=percent) -> str:
+    """A paired difference with its interval, signed: "+1.9 ± 3.4 (n=3)"."""
+    if interval is None:
+        return missing("no paired seeds")
+    sign = "+" if interval.value >= 0 else "−"
+    text = f"{sign}{fmt(abs(interval.value))}"
+    if interval.low is None:
+        return text + " (n=1)"
+    return f"{text} ± {half_width(interval.value, interval.half_width, fmt)} (n={interval.n})"

@@ -1,7 +1,10 @@
-"""Every failed or value-less record in one list, with its whole message.
+"""Every failed or value-less record in one list, with its whole message, and every run that
+the wall-clock cap cut.
 
 Table cells shorten a failure to a word or a line ("— (OOM)"); this table keeps the full status
-and the harness's detail (its ``message`` or ``reason`` field), one row per case and failure.
+and the harness's detail (its ``message`` or ``reason`` field), one row per case and failure. A
+run cut by the safety cap (run_status "budget") has usable-looking records but is left out of
+every mean; it gets a row here too.
 """
 
 import pandas as pd
@@ -9,7 +12,7 @@ import pandas as pd
 from bench.report.cells import plain
 from bench.report.load import UNSET
 from bench.report.methods import methods_of
-from bench.report.provenance import env_ids
+from bench.report.provenance import env_ids, short_device
 from bench.report.table import Column, Table
 
 MAX_DETAIL = 300
@@ -18,8 +21,8 @@ MAX_DETAIL = 300
 def what(case: pd.Series) -> str:
     """A short description of the case: its kind and what distinguishes it."""
     kind = str(case["kind"])
-    if kind == "ablation":
-        return f"ablation run {case.get('run', '?')}"
+    if kind in ("ablation", "lr_sweep", "study"):
+        return f"{kind} run {case.get('run', '?')}"
     if kind == "scaling":
         size = " ".join(f"{name}={plain(case.get(name))}" for name in ("T", "H", "W"))
         return f"scaling, {case.get('sweep')} sweep, {size}"
@@ -40,7 +43,13 @@ def detail(case: pd.DataFrame) -> str:
 
 def failures_table(results) -> Table:
     """One row per (case, failure): what, method, preset · device, metrics, status, detail."""
-    records = pd.concat([results.measurements, results.ablation], ignore_index=True)
+    records = pd.concat([results.measurements, results.training], ignore_index=True)
+    cut = (records["run_status"] == "budget") & (records["metric"] == "AP")
+    records.loc[cut, "failure"] = "budget: cut by the wall-clock cap, left out of every mean"
+    records.loc[cut, "message"] = [
+        f"stopped by the {plain(m)}-minute safety cap before its last iteration"
+        for m in records.loc[cut, "budget_minutes"]
+    ]
     failed = records[records["failure"].notna()]
     columns = [Column("what"), Column("method"), Column("preset · device"), Column("metrics")]
     columns += [Column("status or reason"), Column("detail")]
@@ -48,7 +57,7 @@ def failures_table(results) -> Table:
     rows = []
     for (_, failure), case in failed.groupby(["case_id", "failure"], sort=False):
         first = case.iloc[0]
-        device = first["device"] if first["device"] != UNSET else first["env_device"]
+        device = short_device(first["device_name"]) if first["device_name"] != UNSET else "?"
         preset = first["preset"] if first["preset"] != UNSET else "no preset"
         metrics = ", ".join(
             dict.fromkeys(

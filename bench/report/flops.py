@@ -1,18 +1,17 @@
-"""Where the compute goes: GMACs per model component, by each counter, and what was not counted.
+"""Where the compute goes: GMACs per model component, by each counter.
 
-Three tables: the split of fvcore's count over backbone / encoder / decoder / heads; the same
-components counted three ways side by side; and the operators fvcore had no formula for.
-
-fvcore counts one multiply-accumulate as one flop; torch's FlopCounterMode counts two FLOPs per
-MAC and the harness stores its values already halved; "analytic" is the attention backends' own
-formula. Operators fvcore had no formula for are listed per method, never dropped silently.
+Two tables: the split of fvcore's count over backbone / encoder / decoder / heads, and the same
+components counted three ways side by side. fvcore counts one multiply-accumulate as one flop;
+torch's FlopCounterMode counts two FLOPs per MAC and the harness stores its values already
+halved; "analytic" is the attention backends' own formula. Which counters are independent of
+which is bench.report.counters's table; what no counter counted, bench.report.uncounted's.
 """
 
 import pandas as pd
 
 from bench.report.cells import missing, number, summary
 from bench.report.methods import methods_of
-from bench.report.provenance import env_ids, input_shape, measured_in, preset_key
+from bench.report.provenance import env_ids, input_shape, measured_in, preset_key, short_device
 from bench.report.table import Column, Table
 
 COMPONENTS = ["model", "backbone", "encoder", "encoder_layer", "encoder_attention"]
@@ -36,10 +35,16 @@ def share_of_model(records: pd.DataFrame, component: str) -> str:
 
 
 def settings(flops: pd.DataFrame) -> list[tuple]:
-    """(method, preset, device) combinations in the report's order."""
+    """(method, preset, device name) combinations in the report's order."""
     methods = methods_of(flops)["method"].tolist()
-    combos = flops[["method", "preset", "device"]].drop_duplicates().itertuples(index=False)
-    return sorted(combos, key=lambda c: (methods.index(c[0]), preset_key(c[1]), str(c[2])))
+    combos = flops[["method", "preset", "device_name"]].drop_duplicates().itertuples(index=False)
+    return sorted(combos, key=lambda c: (preset_key(c[1]), methods.index(c[0]), str(c[2])))
+
+
+def of_setting(flops: pd.DataFrame, method, preset, device) -> pd.DataFrame:
+    return flops[
+        (flops["method"] == method) & (flops["preset"] == preset) & (flops["device_name"] == device)
+    ]
 
 
 def flops_table(results) -> Table:
@@ -51,13 +56,11 @@ def flops_table(results) -> Table:
     columns += [Column("% of model (fvcore)", numeric=True)]
     rows = []
     for method, preset, device in settings(flops):
-        records = flops[
-            (flops["method"] == method) & (flops["preset"] == preset) & (flops["device"] == device)
-        ]
+        records = of_setting(flops, method, preset, device)
         shape = ", ".join(sorted({input_shape(i) for i in records["input"]}))
         for component in COMPONENTS:
             of_component = records[records["component"] == component]
-            cells = [method, f"{preset} · {device}", shape, component]
+            cells = [method, f"{preset} · {short_device(device)}", shape, component]
             cells += [
                 summary(of_component[of_component["counter"] == counter], number)
                 for counter, _ in COUNTERS
@@ -110,18 +113,16 @@ def split_table(results) -> Table:
     columns += [Column(name, "fvcore GMACs (% of model)", numeric=True) for _, name in SPLIT]
     rows = []
     for method, preset, device in settings(flops):
-        records = flops[
-            (flops["method"] == method) & (flops["preset"] == preset) & (flops["device"] == device)
-        ]
+        records = of_setting(flops, method, preset, device)
         shape = ", ".join(sorted({input_shape(i) for i in records["input"]}))
-        cells = [method, f"{preset} · {device}", shape]
+        cells = [method, f"{preset} · {short_device(device)}", shape]
         rows.append(cells + [split_cell(records, component) for component, _ in SPLIT])
     frame = pd.DataFrame(rows, columns=[c.name for c in columns])
     notes = [
         measured_in(env_ids(flops), results.environments),
         "fvcore multiply-accumulates per clip (batch 1); “of which attention” is the attention "
-        "inside all encoder layers, part of the encoder. The other counters are in the table "
-        "below.",
+        "inside all encoder layers, part of the encoder. The other counters are in the folded "
+        "table below.",
     ]
     return Table.from_frame(
         "flops-split",
@@ -132,44 +133,4 @@ def split_table(results) -> Table:
         short="compute per component",
         env_ids=env_ids(flops),
         empty="No FLOP counts recorded.",
-    )
-
-
-def unsupported_table(results) -> Table:
-    """The operators fvcore could not count, per method and setting, with their call counts."""
-    flops = flops_records(results)
-    models = flops[(flops["counter"] == "fvcore") & (flops["component"] == "model")]
-    columns = [Column("method"), Column("preset · device"), Column("operator")]
-    columns += [Column("calls", numeric=True)]
-    rows, unrecorded = [], []
-    for method, preset, device in settings(models):
-        record = models[
-            (models["method"] == method)
-            & (models["preset"] == preset)
-            & (models["device"] == device)
-        ].iloc[-1]
-        ops = record.get("unsupported")
-        if not isinstance(ops, dict):
-            unrecorded.append(f"{method} ({preset} · {device})")
-            continue
-        for op, calls in sorted(ops.items()):
-            rows.append([method, f"{preset} · {device}", op, str(calls)])
-    notes = [
-        "Operators fvcore had no formula for: their arithmetic is missing from the fvcore GMACs. "
-        "(Ops on fvcore's ignore list, shape, copy and integer ops that cost no arithmetic, "
-        "are not listed.)"
-    ]
-    if unrecorded:
-        notes.append("No list of uncounted operators was recorded for: " + ", ".join(unrecorded))
-    empty = "fvcore counted every operator." if not models.empty else "No fvcore model counts."
-    frame = pd.DataFrame(rows, columns=[c.name for c in columns])
-    return Table.from_frame(
-        "unsupported-ops",
-        "Operators fvcore could not count",
-        frame,
-        columns,
-        notes=notes,
-        short="uncounted operators",
-        env_ids=env_ids(models),
-        empty=empty,
     )

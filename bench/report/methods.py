@@ -1,55 +1,96 @@
-"""How a backend and its options are named in the report, their order, and asymptotic cost."""
+"""The methods of a report: their order, the dense reference, and each backend's complexity.
+
+Labels come from bench.method (each backend's own label), complexity from the backend's class in
+attention.registry.BACKENDS; the report keeps no table of its own per backend, so a backend added
+to the registry needs no change here. The dense reference every ratio is taken against is full
+attention with SDPA (``REFERENCE``), VisTR's mechanism.
+
+Order: the reference first, then the other single-backend methods by the registry's order of
+their backends (unregistered backends after, by name), each backend's methods by their options
+(numbers in numeric order), then the hybrids.
+"""
 
 import pandas as pd
 
-BUILT_IN_COMPLEXITY = {"full": "O(H²W²T²C)", "stdeform": "O(HWTCK)"}
-BACKEND_ORDER = ("full", "stdeform")
+REFERENCE = {"backend": "full", "options": {"impl": "sdpa"}, "decoder": None}
+NOT_REGISTERED = "— (backend not registered here)"
 
 
-def method_label(backend: str | None, options: dict | None) -> str:
-    """Display name: full (sdpa), stdeform 3d K=32, stdeform frames K=4 window=3, x (a=1)."""
-    options = dict(options or {})
-    backend = backend or "unknown"
-    if backend == "full" and set(options) == {"impl"}:
-        return f"full ({options['impl']})"
-    if backend == "stdeform" and {"mode", "K"} <= set(options):
-        label = f"stdeform {options.pop('mode')} K={options.pop('K')}"
-        return " ".join([label, *(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)])
-    if not options:
-        return backend
-    return f"{backend} ({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})"
+def registered() -> dict:
+    """attention.registry.BACKENDS (name -> backend class)."""
+    from attention.registry import BACKENDS
+
+    return BACKENDS
 
 
-def method_sort_key(backend: str | None, options: dict | None) -> tuple:
-    """full before stdeform before others; then options, numbers in numeric order."""
-    backend = backend or ""
-    rank = BACKEND_ORDER.index(backend) if backend in BACKEND_ORDER else len(BACKEND_ORDER)
-    ordered_options = [
-        (key, (0, value, "") if isinstance(value, int | float) else (1, 0, str(value)))
-        for key, value in sorted((options or {}).items())
-    ]
-    return (rank, backend, ordered_options)
+def is_reference(backend, options, decoder) -> bool:
+    """Whether (backend, options, decoder) is the dense reference, full (sdpa)."""
+    return (
+        backend == REFERENCE["backend"]
+        and dict(options or {}) == REFERENCE["options"]
+        and not decoder
+    )
 
 
-def complexity_source() -> tuple[dict[str, str], str]:
-    """Each backend's complexity string and its source: the registry, else the built-in map."""
-    try:
-        from attention.registry import BACKENDS
-    except Exception:  # noqa: BLE001 — the report renders without the attention package
-        fallback = "the report's built-in map (attention.registry could not be imported)"
-        return dict(BUILT_IN_COMPLEXITY), fallback
-    found = {name: cls.complexity for name, cls in BACKENDS.items() if cls.complexity}
-    return {**BUILT_IN_COMPLEXITY, **found}, "attention.registry.BACKENDS"
+def complexity(backend: str | None) -> str:
+    """The backend's asymptotic cost as its class states it."""
+    backend_class = registered().get(backend)
+    if backend_class is None or not backend_class.complexity:
+        return NOT_REGISTERED
+    return backend_class.complexity
+
+
+def method_complexity(backend, decoder) -> str:
+    """The encoder's complexity; a hybrid names its decoder's too."""
+    if not decoder:
+        return complexity(backend)
+    return f"{complexity(backend)} enc, {complexity(decoder.get('backend'))} dec"
+
+
+def value_key(value) -> tuple:
+    """Sort key of an option value: numbers in numeric order before other values."""
+    if isinstance(value, bool) or value is None:
+        return (1, 0, str(value))
+    if isinstance(value, int | float):
+        return (0, value, "")
+    return (1, 0, str(value))
+
+
+def sort_key(backend, options, decoder) -> tuple:
+    """Reference first, then by the registry's order of backends, options, hybrids last."""
+    names = list(registered())
+    rank = names.index(backend) if backend in names else len(names)
+    ordered = [(key, value_key(value)) for key, value in sorted((options or {}).items())]
+    decoder_key = ()
+    if decoder:
+        decoder_key = sort_key(decoder.get("backend"), decoder.get("options"), None)
+    return (
+        not is_reference(backend, options, decoder),
+        bool(decoder),
+        rank,
+        str(backend),
+        ordered,
+        decoder_key,
+    )
 
 
 def methods_of(*frames: pd.DataFrame) -> pd.DataFrame:
-    """Distinct (method, backend, options) across frames, in the report's order."""
-    parts = [f[["method", "backend", "options"]] for f in frames if not f.empty]
+    """Distinct (method, backend, options, decoder) across frames, in the report's order."""
+    columns = ["method", "backend", "options", "decoder"]
+    parts = [f[columns] for f in frames if not f.empty]
     if not parts:
-        return pd.DataFrame(columns=["method", "backend", "options"])
-    methods = pd.concat(parts).drop_duplicates("method")
+        return pd.DataFrame(columns=columns)
+    methods = pd.concat(parts).drop_duplicates("method").reset_index(drop=True)
     order = sorted(
         range(len(methods)),
-        key=lambda i: method_sort_key(methods["backend"].iloc[i], methods["options"].iloc[i]),
+        key=lambda i: sort_key(*(methods[c].iloc[i] for c in columns[1:])),
     )
     return methods.iloc[order].reset_index(drop=True)
+
+
+def reference_label(frame: pd.DataFrame) -> str | None:
+    """The label of the dense reference among the frame's methods, or None if absent."""
+    for row in methods_of(frame).itertuples(index=False):
+        if is_reference(row.backend, row.options, row.decoder):
+            return row.method
+    return None

@@ -1,4 +1,5 @@
-"""Which presets, devices and environments a set of records comes from, in words for captions."""
+"""Which presets, devices and environments a set of records comes from, in words for captions,
+and the order devices are shown in."""
 
 import pandas as pd
 
@@ -39,3 +40,21 @@ def input_shape(inputs) -> str:
 def preset_key(value) -> tuple:
     """Sort key: the paper preset first, then quick, then others by name."""
     return (PRESET_ORDER.get(value, 2), str(value))
+
+
+def short_device(name) -> str:
+    """A device name short enough for a column heading: "Intel Xeon @ 2.20GHz", "H100 80GB HBM3"."""
+    text = str(name)
+    for noise in ("(R)", "(TM)", "NVIDIA ", " CPU"):
+        text = text.replace(noise, "")
+    return " ".join(text.split())
+
+
+def ordered_devices(frame: pd.DataFrame) -> list[str]:
+    """The device names of the records: accelerators (env device other than cpu) first, as the
+    poster's figures are GPU figures, then CPUs; by name within each."""
+    if frame.empty:
+        return []
+    pairs = frame[["device_name", "env_device"]].drop_duplicates()
+    ranked = {name: (device == "cpu", str(name)) for name, device in pairs.itertuples(index=False)}
+    return sorted(ranked, key=lambda name: ranked[name])

@@ -1,8 +1,9 @@
 """A report table: columns (optionally grouped under a heading), rows of display strings, notes.
 
-Rows have a kind: "measured", "baseline" (the full-attention reference run of an ablation) or
-"reported" (a figure published in the poster, never measured here). The HTML template styles
-each kind; ``to_markdown`` marks reported rows in italics with a "(reported)" tag.
+Rows have a kind: "measured", "baseline" (the dense reference, full (sdpa)) or "reported" (a
+figure published in the poster, never measured here). The HTML template styles each kind;
+``to_markdown`` marks reported rows in italics with a "(reported)" tag. A cell may hold several
+lines ("\n"): Markdown joins them with <br>, the HTML stacks them.
 """
 
 import dataclasses
@@ -44,6 +45,7 @@ class Table:
     empty: str = "No records."  # shown instead of the table when there are no rows
     short: str = ""  # a short name for cross-references (defaults to the title)
     collapsed: bool = False  # shown folded (<details>) because it is long supporting detail
+    legend: list[str] = dataclasses.field(default_factory=list)  # per-column sources, above notes
 
     @classmethod
     def from_frame(cls, key, title, frame: pd.DataFrame, columns, kinds=None, **fields):
@@ -88,7 +90,7 @@ def markdown_escape(text: str) -> str:
     """Escape what Markdown would otherwise read as markup inside a table cell."""
     text = text.replace("\\", "\\\\").replace("|", "\\|")
     text = re.sub(r"([*_`\[\]])", r"\\\1", text)
-    return text.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
 
 
 def markdown_row(row: Row) -> list[str]:
