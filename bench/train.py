@@ -438,10 +438,9 @@ def build_parser():
     return parser
 
 
-def main(argv: list[str] | None = None, callbacks: tuple[Callable, ...] = ()) -> dict:
-    """The command line; ``callbacks`` go to train (a test's hooks)."""
-    args = build_parser().parse_args(argv)
-    config = TrainConfig(
+def config_from_args(args) -> TrainConfig:
+    """The run the command line describes (every setting checked: TrainConfig)."""
+    return TrainConfig(
         run=args.run,
         out=args.out,
         preset=args.preset,
@@ -460,6 +459,11 @@ def main(argv: list[str] | None = None, callbacks: tuple[Callable, ...] = ()) ->
         threads=args.threads,
         val_videos=args.val_videos,
     )
+
+
+def main(argv: list[str] | None = None, callbacks: tuple[Callable, ...] = ()) -> dict:
+    """The command line; ``callbacks`` go to train (a test's hooks)."""
+    config = config_from_args(build_parser().parse_args(argv))
     cli.writable_dir(config.run_dir, "run folder")
     summary = train(config, callbacks)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -783,7 +783,7 @@ def generate_synthetic(
     return ensure_synthetic(spec or SyntheticSpec(**spec_fields), out, workers)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> cli.ArgumentParser:
     default = DEFAULT_SPEC
     title, examples = __doc__.split("\n", 1)[0], __doc__.rsplit("default):\n", 1)[1]
     parser = cli.ArgumentParser(
@@ -827,6 +827,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workers", type=at_least_1, help="worker processes (default: the CPU count, at most 8)"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.enter_leave > 0 and args.frames < ENTER_LEAVE_MIN_FRAMES:
         parser.error(

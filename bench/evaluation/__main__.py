@@ -16,9 +16,7 @@ from bench import cli
 from bench.evaluation.ytvis_eval import evaluate, summary_lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command; 0 on success, 1 when a file does not fit its format or cannot be
-    written (argparse's own errors exit with 2)."""
+def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="python -m bench.evaluation",
         description="Video AP / AR of a YouTube-VIS results file against a ground-truth file, with\n"
@@ -36,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=cli.output_file,
         help="also write the metrics to this JSON file (default: none)",
     )  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; 0 on success, 1 when a file does not fit its format or cannot be
+    written (argparse's own errors exit with 2)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         stats = evaluate(args.gt, args.results)
