@@ -10,7 +10,8 @@ docs/tuning.md). Masks = the logits upsampled to the padded input (bilinear, as 
 compares them), the padding cropped, resized to the video's original size, sigmoid > 0.5, one
 compressed RLE per frame (None where empty; an instance whose mask is empty in every frame is no
 detection and is left out).
-``max_detections`` keeps the best-scoring instances (default: all n).
+``max_detections`` keeps the best-scoring instances (default: all n). ``masks_to_rles`` writes
+the per-frame masks in the results format (bench.data.results reads and checks it).
 
 ``InferenceRunner`` runs a video of any length F: videos shorter than T are looped to T frames
 (frame t shows frame t mod F, as the dataset does) and the repeats averaged back; longer videos
@@ -26,12 +27,34 @@ A track's per-frame mask probabilities and its class probabilities are averaged 
 """
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from pycocotools import mask as mask_api
 from scipy.optimize import linear_sum_assignment
 
-from bench.data.results import masks_to_rles
+
+def masks_to_rles(masks: Any, present: Any = None) -> list[dict | None]:
+    """Per-frame compressed RLEs (counts as str) of masks (T, H, W) bool (numpy or torch).
+
+    present (T,) bool marks the frames that get an RLE; the others get None. When present is None,
+    frames whose mask is empty get None.
+    """
+    masks = np.asarray(masks).astype(bool)  # (T, H, W)
+    if masks.ndim != 3:
+        raise ValueError(f"masks has shape {masks.shape}, expected (T, H, W)")
+    present = masks.any(axis=(1, 2)) if present is None else np.asarray(present).astype(bool)
+    if present.shape != masks.shape[:1]:
+        raise ValueError(f"present has shape {present.shape}, expected ({masks.shape[0]},)")
+    encoded = mask_api.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [
+        {"size": list(map(int, rle["size"])), "counts": rle["counts"].decode("ascii")}
+        if keep
+        else None
+        for rle, keep in zip(encoded, present, strict=True)
+    ]
 
 
 class PostProcess:

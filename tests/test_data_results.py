@@ -8,8 +8,9 @@ import pytest
 import torch
 from pycocotools import mask as mask_api
 
-from bench.data.results import check_results, load_results, masks_to_rles, save_results
+from bench.data.results import check_results, load_results, save_results
 from bench.data.ytvis import YTVISFormatError
+from models.postprocess import masks_to_rles
 
 
 def test_masks_to_rles_round_trip():

@@ -14,11 +14,11 @@ from pycocotools import mask as mask_api
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bench.data.results import masks_to_rles
 from bench.data.ytvis import YTVISFormatError
 from bench.evaluation import evaluate
 from bench.evaluation.__main__ import main
 from bench.evaluation.video_iou import video_ious
+from models.postprocess import masks_to_rles
 
 KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
 

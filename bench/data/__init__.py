@@ -9,7 +9,7 @@ Modules: `ytvis` (read and validate annotation files; `layout`, the directory la
 processes start quickly.
 """
 
-from bench.data.results import check_results, load_results, masks_to_rles, save_results
+from bench.data.results import check_results, load_results, save_results
 from bench.data.source import resolve_data
 from bench.data.ytvis import YTVIS, YTVISFormatError, layout, load_ytvis
 
@@ -20,7 +20,6 @@ __all__ = [
     "layout",
     "load_ytvis",
     "load_results",
-    "masks_to_rles",
     "resolve_data",
     "save_results",
 ]

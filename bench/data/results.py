@@ -19,33 +19,9 @@ import math
 import os
 from typing import Any
 
-import numpy as np
-from pycocotools import mask as mask_api
-
 from bench.data.ytvis import YTVISFormatError, check_counts, is_int, is_number, read_json
 
 RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
-
-
-def masks_to_rles(masks: Any, present: Any = None) -> list[dict | None]:
-    """Per-frame compressed RLEs (counts as str) of masks (T, H, W) bool (numpy or torch).
-
-    present (T,) bool marks the frames that get an RLE; the others get None. When present is None,
-    frames whose mask is empty get None.
-    """
-    masks = np.asarray(masks).astype(bool)  # (T, H, W)
-    if masks.ndim != 3:
-        raise ValueError(f"masks has shape {masks.shape}, expected (T, H, W)")
-    present = masks.any(axis=(1, 2)) if present is None else np.asarray(present).astype(bool)
-    if present.shape != masks.shape[:1]:
-        raise ValueError(f"present has shape {present.shape}, expected ({masks.shape[0]},)")
-    encoded = mask_api.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [
-        {"size": list(map(int, rle["size"])), "counts": rle["counts"].decode("ascii")}
-        if keep
-        else None
-        for rle, keep in zip(encoded, present, strict=True)
-    ]
 
 
 def _check_entry(entry: Any, i: int, source: str, pending: list) -> dict:
