@@ -11,7 +11,8 @@ seed, each run in its own process (bench.isolation); seed s means the same data 
 same initial shared weights in every configuration, so configurations are compared seed by seed.
 ``--k`` sets n_points of every spec whose backend has that option (one configuration per K).
 Every run starts from one backbone pretrained on a synthetic split generated with another seed
-(bench.pretrain), unless --pretrain-iterations 0. The learning rate of a configuration is its
+(bench.pretrain), whose stages before layer3 stay frozen (--set train_backbone_from=conv1 trains
+all of it), unless --pretrain-iterations 0. The learning rate of a configuration is its
 encoder backend's entry in the preset's lr_by_backend (from that backend's own sweep, bench.study
 lr), else the preset's lr; --set lr=... overrides it for every run.
 
@@ -47,6 +48,9 @@ from bench.train import TrainConfig, parse_overrides
 from models import get_preset
 
 DEFAULT_BACKENDS = ("full", "stdeform:mode=frames")
+# from the pretrained backbone only this stage on fine-tunes (DETR freezes its pretrained
+# backbone's first stages); the measured cost and gain: docs/tuning.md
+PRETRAINED_TRAIN_FROM = "layer3"
 DEFAULT_SEEDS = (0, 1, 2)
 SUMMARY_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
 TO_TARGET = (  # metric, key of bench.convergence.reach, unit
@@ -396,6 +400,7 @@ def prepare(args) -> list[Setting]:
     pretrained = pretrain(args)
     if pretrained is not None:
         args.overrides.setdefault("backbone_weights", pretrained["weights"])
+        args.overrides.setdefault("train_backbone_from", PRETRAINED_TRAIN_FROM)
     return settings
 
 

@@ -7,8 +7,8 @@
 ``lr``: every configuration trains at each of --lrs (default: the preset's lr / 3, lr, x3) for
 the ablation's iterations and seeds; the rate with the best mean final validation AP over seeds
 is the configuration's choice (``choose_lr``). Writes lr_sweep.{jsonl,csv,md} and
-lr_choice.json ({encoder backend: rate}); the preset's lr_by_backend holds the committed choice
-that bench.ablate trains with.
+lr_choice.json ({encoder backend: rate}, merged with the choices of earlier sweeps in the same
+folder); the preset's lr_by_backend holds the committed choice that bench.ablate trains with.
 
 ``convergence``: full attention and a deformable setting trained for --iterations (default 8x
 the ablation's) at their own learning rates, several seeds each. A run's curve has flattened when
@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import ablate, cli
+from bench.atomic import write_atomic
 from bench.convergence import DEFAULT_TARGET_FRACTION, plateau_gain, plateaued
 from bench.stats import mean_interval, ratio_interval, verdict
 
@@ -141,7 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
         ablate.store_records(outcome, statuses, out / "lr_sweep.jsonl", "lr_sweep", args.device)
         chosen = choose_lr(outcome)
         by_backend = {s.encoder.name: chosen[s.label] for s in settings if s.label in chosen}
-        (out / "lr_choice.json").write_text(json.dumps(by_backend, indent=2) + "\n")
+        choice = out / "lr_choice.json"  # other backends' choices (earlier sweeps) are kept
+        earlier = json.loads(choice.read_text()) if choice.exists() else {}
+        write_atomic(choice, json.dumps({**earlier, **by_backend}, indent=2, sort_keys=True) + "\n")
         text = ablate.write_tables(out, "lr_sweep", [ablate.summary_table(outcome)], outcome.target)
         print(f"\n{text}\nchosen (lr_choice.json): {by_backend}")
         result = {"chosen": by_backend}

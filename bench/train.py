@@ -70,7 +70,7 @@ class TrainConfig:
     overrides: dict = dataclasses.field(default_factory=dict)  # models.presets.Preset fields
     # "synthetic", "synthetic:FIELD=VALUE,..." or a YouTube-VIS directory (see data_paths)
     data: str = "synthetic"
-    iterations: int = 1500
+    iterations: int = 1000
     eval_every: int = 250
     lr_drop: float = 2 / 3  # the learning rate drops x0.1 after this fraction of the iterations
     budget_minutes: float | None = None  # safety cap on wall clock; a run it stops is "budget"
