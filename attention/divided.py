@@ -18,8 +18,8 @@ already is a linear map. Cost O(THW(T + HW)C).
 import torch
 
 from attention.base import AttentionBackend
-from attention.grid import IMPLS, Projections, attend, grid_levels, grid_tokens
-from attention.options import Option
+from attention.grid import Projections, attend, grid_levels, grid_tokens
+from attention.options import DENSE_IMPL
 
 
 class DividedAttention(AttentionBackend):
@@ -28,16 +28,7 @@ class DividedAttention(AttentionBackend):
     name = "divided"
     complexity = "O(THW(T+HW)C)"
     encoder_only = True
-    OPTIONS = (
-        Option(
-            "impl",
-            "str",
-            "sdpa",
-            "sdpa: F.scaled_dot_product_attention; math: softmax(QK^T/sqrt(d))V, materialising "
-            "the attention matrices",
-            choices=IMPLS,
-        ),
-    )
+    OPTIONS = (DENSE_IMPL,)
 
     @classmethod
     def label(cls, options: dict) -> str:

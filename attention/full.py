@@ -14,9 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attention.base import AttentionBackend
-from attention.options import Option
-
-IMPLS = ("sdpa", "math")
+from attention.options import DENSE_IMPL, DENSE_IMPLS
 
 
 class FullAttention(AttentionBackend):
@@ -24,16 +22,7 @@ class FullAttention(AttentionBackend):
 
     name = "full"
     complexity = "O(H²W²T²C)"
-    OPTIONS = (
-        Option(
-            "impl",
-            "str",
-            "sdpa",
-            "sdpa: F.scaled_dot_product_attention; math: softmax(QK^T/sqrt(d))V, materialising "
-            "the attention matrix as VisTR's nn.MultiheadAttention",
-            choices=IMPLS,
-        ),
-    )
+    OPTIONS = (DENSE_IMPL,)
 
     @classmethod
     def label(cls, options: dict) -> str:
@@ -48,8 +37,8 @@ class FullAttention(AttentionBackend):
         **_,  # structural arguments dense attention does not need (n_levels, n_frames, ...)
     ):
         super().__init__()
-        if impl not in IMPLS:
-            raise ValueError(f"full attention: impl must be one of {IMPLS}, got {impl!r}")
+        if impl not in DENSE_IMPLS:
+            raise ValueError(f"full attention: impl must be one of {DENSE_IMPLS}, got {impl!r}")
         if d_model % n_heads:
             raise ValueError(
                 f"full attention: d_model={d_model} not divisible by n_heads={n_heads}"

@@ -15,8 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IMPLS = ("sdpa", "math")
-
 
 def grid_levels(
     name: str, query: torch.Tensor, value: torch.Tensor, spatial_shapes, level_start

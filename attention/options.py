@@ -147,3 +147,15 @@ def split_spec(text: str) -> tuple[str, dict[str, str]]:
             raise ValueError(f"backend spec {text!r}: option {key.strip()} given twice")
         pairs[key.strip()] = value.strip()
     return name.strip(), pairs
+
+
+DENSE_IMPLS = ("sdpa", "math")
+# the kernel choice of the backends that run dense softmax attention (within their key sets)
+DENSE_IMPL = Option(
+    "impl",
+    "str",
+    "sdpa",
+    "sdpa: F.scaled_dot_product_attention; math: softmax(QK^T/sqrt(d))V, materialising the "
+    "attention matrices",
+    choices=DENSE_IMPLS,
+)

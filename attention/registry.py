@@ -18,7 +18,7 @@ from attention.base import AttentionBackend
 from attention.divided import DividedAttention
 from attention.full import FullAttention
 from attention.neighborhood import NeighborhoodAttention
-from attention.options import split_spec
+from attention.options import Option, split_spec
 from attention.stdeform import STDeformAttention
 from attention.window import WindowAttention
 
@@ -80,17 +80,24 @@ class BackendSpec:
         return f"{self.name}:{written}" if written else self.name
 
 
+def known_options(name: str, given, where: str) -> dict[str, Option]:
+    """The declared options of backend ``name`` by name; a ValueError naming any of ``given``
+    that it does not declare (``where``: how the caller names what it is reading)."""
+    known = {o.name: o for o in backend_class(name).OPTIONS}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown option(s) {', '.join(unknown)}; "
+            f"{name} takes {', '.join(known) or 'no options'}"
+        )
+    return known
+
+
 def make_spec(name: str, values: Mapping[str, Any], defaults: Mapping | None = None) -> BackendSpec:
     """A spec from Python values (e.g. results' options); missing options take ``defaults``
     (e.g. a preset's), then the option's own default."""
     backend = backend_class(name)
-    known = {o.name: o for o in backend.OPTIONS}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(
-            f"backend {name}: unknown option(s) {', '.join(unknown)}; "
-            f"it takes {', '.join(known) or 'no options'}"
-        )
+    known_options(name, values, f"backend {name}")
     defaults = defaults or {}
     resolved = {}
     for option in backend.OPTIONS:
@@ -112,14 +119,7 @@ def parse_backend(
         name, values = spec["backend"], dict(spec.get("options") or {})
     else:
         name, texts = split_spec(spec)
-        backend = backend_class(name)
-        known = {o.name: o for o in backend.OPTIONS}
-        unknown = sorted(set(texts) - set(known))
-        if unknown:
-            raise ValueError(
-                f"backend spec {spec!r}: unknown option(s) {', '.join(unknown)}; "
-                f"{name} takes {', '.join(known) or 'no options'}"
-            )
+        known = known_options(name, texts, f"backend spec {spec!r}")
         values = {key: known[key].parse(text, f"backend {name}") for key, text in texts.items()}
     return make_spec(name, values, (defaults or {}).get(name))
 

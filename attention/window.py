@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from attention.base import AttentionBackend
-from attention.grid import IMPLS, Projections, attend, grid_levels, grid_tokens
-from attention.options import Option
+from attention.grid import Projections, attend, grid_levels, grid_tokens
+from attention.options import DENSE_IMPL, Option
 
 
 class WindowAttention(AttentionBackend):
@@ -36,14 +36,7 @@ class WindowAttention(AttentionBackend):
             minimum=1,
         ),
         Option("shift", "bool", True, "shift the windows by half a window in odd layers"),
-        Option(
-            "impl",
-            "str",
-            "sdpa",
-            "sdpa: F.scaled_dot_product_attention; math: softmax(QK^T/sqrt(d))V, materialising "
-            "the attention matrices",
-            choices=IMPLS,
-        ),
+        DENSE_IMPL,
     )
 
     @classmethod
