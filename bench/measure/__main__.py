@@ -9,8 +9,9 @@ backend has n_points, and ENCODER/DECODER hybrids), so the same arguments measur
 ablation's methods. Per (preset, method): ``flops`` (fvcore per component, FlopCounterMode, the
 analytic formulas), ``fps`` and ``memory`` (one inference case: its first pass measures peak
 memory and warms up, then up to --repeats timed passes, cut to about --case-seconds), ``step``
-(one training step and one evaluation pass over a video of --eval-frames frames, timed, for the
-presets in --step-presets: the times that turn a run's iterations into device-hours). ``scaling``:
+(one training step as bench.ablate trains it, pretrained backbone fine-tuned from layer3, and one
+evaluation pass over a video of --eval-frames frames, timed, for the presets in --step-presets:
+the times that turn a run's iterations into device-hours). ``scaling``:
 one encoder layer (d=384, 8 heads, FFN 2048: the paper's) per encoder spec over T in
 {4, 8, 16, 32, 64} at 10x17 and over H x W at T = 8.
 
@@ -27,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from bench import cli
+from bench.ablate import PRETRAINED_TRAIN_FROM
 from bench.environment import environment
 from bench.isolation import run_isolated
 from bench.method import plan_settings
@@ -70,8 +72,9 @@ def model_cases(args) -> list[tuple[str, dict]]:
                 }
                 if kind in ("inference", "step"):
                     case.update(warmup=args.warmup, repeats=args.repeats, seconds=args.case_seconds)
-                if kind == "step":
+                if kind == "step":  # the step as bench.ablate trains it
                     case["eval_frames"] = args.eval_frames
+                    case["overrides"] = {"train_backbone_from": PRETRAINED_TRAIN_FROM}
                 cases.append((f"bench.measure.cases:{kind}_case", case))
     return cases
 
