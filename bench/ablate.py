@@ -45,7 +45,7 @@ from bench.runfiles import RunFiles
 from bench.stats import METHOD, mean_interval, paired_difference, verdict
 from bench.store import ResultsStore, record
 from bench.train import TrainConfig, parse_overrides
-from models import get_preset
+from models import PRESETS, get_preset
 
 DEFAULT_BACKENDS = ("full", "stdeform:mode=frames")
 # from the pretrained backbone only this stage on fine-tunes (DETR freezes its pretrained
@@ -364,7 +364,8 @@ def build_parser():
     parser.add_argument(
         "--data", default="synthetic", help="'synthetic' or a YouTube-VIS directory"
     )
-    parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                        help="model preset (models/presets.py)")  # fmt: skip
     parser.add_argument("--iterations", type=cli.positive_int, default=TrainConfig.iterations,
                         help="optimizer steps per run")  # fmt: skip
     parser.add_argument("--eval-every", type=cli.positive_int, default=TrainConfig.eval_every,

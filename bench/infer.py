@@ -51,7 +51,8 @@ def load_run(run_dir: str | Path, split: str, data: str | None = None):
 def build_parser():
     parser = cli.parser("python -m bench.infer", __doc__)
     parser.add_argument("--run", required=True, help="a run folder (bench.train's <out>/<run>)")
-    parser.add_argument("--split", default="val", choices=["val", "train"])
+    parser.add_argument("--split", default="val", choices=["val", "train"],
+                        help="the split whose videos are predicted")  # fmt: skip
     parser.add_argument("--data", default=None, help="data to predict on (default: the run's)")
     parser.add_argument("--videos", type=cli.positive_int, default=None,
                         help="predict the first n videos only (default: all)")  # fmt: skip

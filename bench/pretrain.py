@@ -28,7 +28,7 @@ from bench.atomic import save_atomic, write_atomic
 from bench.data.dataset import YTVISClipDataset
 from bench.data.source import pretraining_data, resolve_data
 from bench.data.transforms import build_transforms
-from models import get_preset
+from models import PRESETS, get_preset
 from models.backbone import Backbone, build_backbone
 
 
@@ -153,14 +153,16 @@ def pretrain_backbone(
 
 def build_parser():
     parser = cli.parser("python -m bench.pretrain", __doc__)
-    parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                        help="model preset whose backbone is pretrained")  # fmt: skip
     parser.add_argument("--data", default="synthetic",
                         help="the runs' data ('synthetic', 'synthetic:FIELD=VALUE,...' or a "
                         "YouTube-VIS directory); pretraining uses a disjoint synthetic set drawn "
                         "from another seed, or a directory's own training split")  # fmt: skip
-    parser.add_argument("--iterations", type=cli.positive_int, default=400)
+    parser.add_argument("--iterations", type=cli.positive_int, default=400, help="optimizer steps")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="frames per step")
-    parser.add_argument("--seed", type=cli.nonnegative_int, default=0)
+    parser.add_argument("--seed", type=cli.nonnegative_int, default=0,
+                        help="initial weights and frame order")  # fmt: skip
     parser.add_argument("--threads", type=cli.positive_int, default=None,
                         help="torch threads (default: torch's)")  # fmt: skip
     parser.add_argument("--out", default="data/pretrained", help="folder of the cached weights")

@@ -51,7 +51,7 @@ from bench.engine import (
 )
 from bench.environment import device_name, environment
 from bench.runfiles import RunFiles
-from models import attention_specs, build_model, get_preset
+from models import PRESETS, attention_specs, build_model, get_preset
 
 # settings that do not change what a run computes: they may differ when it is resumed
 NOT_IDENTIFYING = ("out", "threads", "budget_minutes")
@@ -402,7 +402,8 @@ def build_parser():
     parser = cli.parser("python -m bench.train", __doc__)
     parser.add_argument("--name", dest="run", required=True, help="run name: its folder in --out")
     parser.add_argument("--out", default="results/runs", help="folder of the run folders")
-    parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                        help="model preset (models/presets.py)")  # fmt: skip
     parser.add_argument(
         "--backend",
         default="stdeform",

@@ -33,7 +33,7 @@ from bench.environment import environment
 from bench.isolation import run_isolated
 from bench.method import plan_settings
 from bench.store import ResultsStore, case_id, record
-from models import get_preset
+from models import PRESETS, get_preset
 
 DEFAULT_BACKENDS = ("full", "full:impl=math", "stdeform:mode=frames")
 SCALING_T = (4, 8, 16, 32, 64)
@@ -150,17 +150,17 @@ def run_cases(cases, store: ResultsStore, args) -> dict[str, int]:
 
 def build_parser():
     parser = cli.parser("python -m bench.measure", __doc__)
-    parser.add_argument(
-        "--preset", nargs="+", default=["paper", "quick"], choices=["paper", "quick"]
-    )
+    parser.add_argument("--preset", nargs="+", default=["paper", "quick"], choices=sorted(PRESETS),
+                        help="presets the model cases are measured at")  # fmt: skip
     parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="SPEC",
                         help="attention specs, each for encoder and decoder (attention.registry)")  # fmt: skip
     parser.add_argument("--k", type=cli.positive_int, nargs="*", default=[16, 32],
                         help="n_points (K) of every spec that has it")  # fmt: skip
     parser.add_argument("--hybrids", nargs="*", default=[], metavar="ENC/DEC",
                         help="encoder/decoder spec pairs, e.g. full/stdeform:mode=frames")  # fmt: skip
-    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS)
-    parser.add_argument("--step-presets", nargs="*", default=["quick"], choices=["paper", "quick"],
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS,
+                        help="what to measure")  # fmt: skip
+    parser.add_argument("--step-presets", nargs="*", default=["quick"], choices=sorted(PRESETS),
                         help="presets whose training step and evaluation are timed")  # fmt: skip
     parser.add_argument("--eval-frames", type=cli.positive_int, default=12,
                         help="frames of the video an evaluation pass is timed on")  # fmt: skip
