@@ -23,6 +23,7 @@ runs: bench.runfiles.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import resource
@@ -113,10 +114,15 @@ class TrainConfig:
         return attention_specs(preset, self.backend, self.encoder, self.decoder)
 
     def identity(self) -> dict:
-        """The settings that define what the run computes, attention specs resolved."""
+        """The settings that define what the run computes, attention specs resolved and initial
+        backbone weights named by their content (a copied results folder is the same run)."""
         identity = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IDENTIFYING}
         specs = self.specs()
         identity.update(backend=None, encoder=str(specs["encoder"]), decoder=str(specs["decoder"]))
+        weights = self.overrides.get("backbone_weights")
+        if weights is not None and Path(weights).is_file():
+            digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+            identity["overrides"] = {**self.overrides, "backbone_weights": f"sha256:{digest}"}
         return identity
 
     @property

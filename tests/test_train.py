@@ -336,3 +336,16 @@ def test_reach_targets_and_the_plateau_rule():
     assert plateaued(curve([0.1, 0.2, 0.3, 0.35, 0.352]))  # +0.2 points over the last 20%
     assert not plateaued(curve([0.1, 0.2, 0.3, 0.35, 0.40]))  # +5 points
     assert not plateaued(curve([0.1]))  # no point before the last 20%
+
+
+def test_initial_weights_identify_a_run_by_their_content_not_their_path(tmp_path):
+    weights = {name: tmp_path / name for name in ("a.pt", "b.pt", "c.pt")}
+    weights["a.pt"].write_bytes(b"the same weights")
+    weights["b.pt"].write_bytes(b"the same weights")
+    weights["c.pt"].write_bytes(b"other weights")
+
+    def identity(path):
+        return TrainConfig(run="r", overrides={"backbone_weights": str(path)}).identity()
+
+    assert identity(weights["a.pt"]) == identity(weights["b.pt"])
+    assert identity(weights["a.pt"]) != identity(weights["c.pt"])
