@@ -6,7 +6,9 @@
 
 ``lr``: every configuration trains at each of --lrs (default: the preset's lr / 3, lr, x3) for
 the ablation's iterations and seeds; the rate with the best mean final validation AP over seeds
-is the configuration's choice (``choose_lr``). Writes lr_sweep.{jsonl,csv,md} and
+is the configuration's choice (``choose_lr``). Without --lrs, a choice at the edge of the grid
+extends it by another factor of 3 on that side (up to 5 rates), so a choice is not an edge of
+an arbitrary grid. Writes lr_sweep.{jsonl,csv,md} and
 lr_choice.json ({encoder backend: rate}, merged with the choices of earlier sweeps in the same
 folder); the preset's lr_by_backend holds the committed choice that bench.ablate trains with.
 
@@ -34,6 +36,8 @@ from bench.convergence import DEFAULT_TARGET_FRACTION, plateau_gain, plateaued
 from bench.stats import mean_interval, ratio_interval, verdict
 
 DEFAULT_STUDY_BACKENDS = ("full", "stdeform:mode=frames,n_points=16")
+LR_FACTOR = 3.0  # the sweep's rates lie a factor of 3 apart
+MAX_RATES = 5  # an edge optimum extends the grid up to this many rates
 STUDY_LENGTH = 8  # the convergence study runs this many times the ablation's iterations
 
 
@@ -107,6 +111,50 @@ def plateau_table(outcome: ablate.Outcome) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def widened(grid: dict, chosen: dict[str, float], factor: float = LR_FACTOR) -> bool:
+    """Extend each configuration's grid (label -> ascending rates) by one ``factor`` past a
+    chosen rate at its edge; True when any grid grew."""
+    grew = False
+    for label, rates in grid.items():
+        if label not in chosen or len(rates) >= MAX_RATES:
+            continue
+        if chosen[label] == rates[0]:
+            rates.insert(0, rates[0] / factor)
+            grew = True
+        elif chosen[label] == rates[-1]:
+            rates.append(rates[-1] * factor)
+            grew = True
+    return grew
+
+
+def sweep_learning_rates(settings, args, out: Path) -> dict:
+    """The sweep of the module docstring; extends a configuration's grid by a factor of 3 past
+    an edge optimum (up to MAX_RATES rates), so the choice is never the grid's edge by default."""
+    base = ablate.get_preset(args.preset, **args.overrides).lr
+    start = args.lrs or [base / LR_FACTOR, base, base * LR_FACTOR]
+    grid = {setting.label: sorted(start) for setting in settings}
+    while True:
+        runs = [
+            planned
+            for setting in settings
+            for planned in ablate.plan_runs([setting], args, lrs=grid[setting.label], kind="lr")
+        ]
+        statuses = ablate.train_runs(runs)
+        outcome = ablate.collect(runs, args.target_ap)
+        chosen = choose_lr(outcome)
+        if args.lrs or not widened(grid, chosen):
+            break
+    ablate.store_records(outcome, statuses, out / "lr_sweep.jsonl", "lr_sweep", args.device)
+    by_backend = {s.encoder.name: chosen[s.label] for s in settings if s.label in chosen}
+    choice = out / "lr_choice.json"  # other backends' choices (earlier sweeps) are kept
+    earlier = json.loads(choice.read_text()) if choice.exists() else {}
+    write_atomic(choice, json.dumps({**earlier, **by_backend}, indent=2, sort_keys=True) + "\n")
+    text = ablate.write_tables(out, "lr_sweep", [ablate.summary_table(outcome)], outcome.target)
+    print(f"\n{text}\nchosen (lr_choice.json): {by_backend}")
+    ablate.exit_on_failures(statuses, "study")
+    return {"chosen": by_backend}
+
+
 def build_parser():
     parser = cli.parser("python -m bench.study", __doc__)
     commands = parser.add_subparsers(dest="study", required=True, parser_class=cli.ArgumentParser)
@@ -134,31 +182,15 @@ def main(argv: list[str] | None = None) -> dict:
     settings = ablate.prepare(args)
     out = Path(args.out)
     if args.study == "lr":
-        base = ablate.get_preset(args.preset, **args.overrides).lr
-        lrs = args.lrs or [base / 3, base, base * 3]
-        runs = ablate.plan_runs(settings, args, lrs=lrs, kind="lr")
-        statuses = ablate.train_runs(runs)
-        outcome = ablate.collect(runs, args.target_ap)
-        ablate.store_records(outcome, statuses, out / "lr_sweep.jsonl", "lr_sweep", args.device)
-        chosen = choose_lr(outcome)
-        by_backend = {s.encoder.name: chosen[s.label] for s in settings if s.label in chosen}
-        choice = out / "lr_choice.json"  # other backends' choices (earlier sweeps) are kept
-        earlier = json.loads(choice.read_text()) if choice.exists() else {}
-        write_atomic(choice, json.dumps({**earlier, **by_backend}, indent=2, sort_keys=True) + "\n")
-        text = ablate.write_tables(out, "lr_sweep", [ablate.summary_table(outcome)], outcome.target)
-        print(f"\n{text}\nchosen (lr_choice.json): {by_backend}")
-        result = {"chosen": by_backend}
-    else:
-        runs = ablate.plan_runs(settings, args, kind="study")
-        statuses = ablate.train_runs(runs)
-        outcome = ablate.collect(runs, args.target_ap, study_target)
-        ablate.store_records(outcome, statuses, out / "study.jsonl", "study", args.device)
-        tables = [plateau_table(outcome), ablate.summary_table(outcome), ratios(outcome)]
-        text = ablate.write_tables(out, "study", tables, outcome.target)
-        print(f"\n{text}")
-        result = {"target": outcome.target}
+        return sweep_learning_rates(settings, args, out)
+    runs = ablate.plan_runs(settings, args, kind="study")
+    statuses = ablate.train_runs(runs)
+    outcome = ablate.collect(runs, args.target_ap, study_target)
+    ablate.store_records(outcome, statuses, out / "study.jsonl", "study", args.device)
+    tables = [plateau_table(outcome), ablate.summary_table(outcome), ratios(outcome)]
+    print("\n" + ablate.write_tables(out, "study", tables, outcome.target))
     ablate.exit_on_failures(statuses, "study")
-    return result
+    return {"target": outcome.target}
 
 
 if __name__ == "__main__":

@@ -75,3 +75,14 @@ def test_the_ratio_of_iterations_to_target_with_a_censored_run():
     assert table["verdict"].iloc[0] == "censored: lower bound"
     plateau = plateau_table(outcome)
     assert list(plateau["flattened (< 0.5 points)"]) == ["1 of 3", "3 of 3"]
+
+
+def test_an_optimum_at_the_edge_of_the_grid_extends_it():
+    from bench.study import MAX_RATES, widened
+
+    grid = {"a": [1.0, 3.0, 9.0], "b": [1.0, 3.0, 9.0], "c": [1.0, 3.0, 9.0]}
+    assert widened(grid, {"a": 9.0, "b": 3.0, "c": 1.0})
+    assert grid == {"a": [1.0, 3.0, 9.0, 27.0], "b": [1.0, 3.0, 9.0], "c": [1 / 3, 1.0, 3.0, 9.0]}
+    assert not widened(grid, {"a": 9.0, "b": 3.0, "c": 1.0})  # interior choices: done
+    grid = {"a": [3.0**i for i in range(MAX_RATES)]}
+    assert not widened(grid, {"a": 3.0 ** (MAX_RATES - 1)})  # at most MAX_RATES rates
