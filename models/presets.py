@@ -141,6 +141,7 @@ QUICK = Preset(
     loss_dice=5.0,
     cost_dice=5.0,
     lr=2e-4,
+    lr_by_backend={"full": 6e-4, "stdeform": 6e-4},  # bench.study lr (reports/data/lr_sweep.*)
     lr_backbone=2e-4,
     weight_decay=1e-4,
     clip_max_norm=0.1,

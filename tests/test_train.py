@@ -284,7 +284,8 @@ def test_ablation_with_a_tiny_budget_gives_a_complete_table(tiny_data, tmp_path)
     for record in records:
         final = json.loads((tmp_path / "runs" / record["case"]["run"] / "final.json").read_text())
         assert record["env"] == final["environment"]  # where the run was trained
-        assert record["case"]["lr"] == 2e-4
+        quick = get_preset("quick")  # each backend's own rate (bench.study lr)
+        assert record["case"]["lr"] == quick.lr_by_backend.get(record["case"]["backend"], quick.lr)
     assert (tmp_path / "ablation.csv").exists() and (tmp_path / "ablation.md").exists()
     # rerunning skips the finished runs and gives the same table
     again, _ = ablate_main(args)
