@@ -50,9 +50,10 @@ def headline_table(headline: Headline) -> Table:
         f"Under each number: its ratio to dense attention, {reference} (×1 = the same). "
         f"Counts and exponents: a plain ratio. FPS and memory: {CHANGE_RULE} (A: dense); "
         "otherwise “within noise”. "
-        "AP and device-hours: the "
-        f"geometric-mean ratio over seeds paired with the dense runs, with its {METHOD} on the "
-        "log scale; n.d.: “not distinguishable at this scale”, the interval contains 1.",
+        "Device-hours: the geometric-mean ratio over seeds paired with the dense runs, with its "
+        f"{METHOD} on the log scale (n.d.: “not distinguishable at this scale”, the interval "
+        "contains 1). AP: the geometric-mean ratio, then Δ, the paired difference in AP points "
+        f"with its {METHOD}, which gives the verdict (n.d.: the interval contains 0).",
         "A dash gives the reason a value is missing; “n” counts seeds (AP, device-hours) or "
         "fitted points (exponents).",
     ]

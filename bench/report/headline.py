@@ -4,8 +4,10 @@ Columns, each from one place that its legend names:
 
 - encoder GMACs: fvcore's count of the encoder (all layers) at the paper preset;
 - FPS and peak memory: batch-1 inference at the paper preset on the headline device;
-- time exponent: one encoder layer's time ∝ tokens^b over the upper half of the scaling sweep on
-  the headline scaling device, flagged when the fit is noisy (bench.report.noise);
+- time exponent: one encoder layer's time ∝ tokens^b over the upper half of the T sweep (more
+  frames), beside the H×W sweep's (larger frames) — one number would hide a mechanism whose cost
+  grows differently along the two, such as K points in every frame — on the headline scaling
+  device, flagged when either fit is noisy (bench.report.noise);
 - AP: the ablation's main (preset, data) group — the one with most usable runs — mean ± 95%
   Student t interval over seeds (bench.stats.mean_interval);
 - device-hours (b) to the target AP on the headline step device (bench.report.devicehours), mean
@@ -13,8 +15,10 @@ Columns, each from one place that its legend names:
 
 The ratio to the dense reference, full (sdpa) (bench.report.methods.REFERENCE), sits under each
 number: a plain ratio for counts and exponents; for FPS and memory with the noise rule's verdict
-(bench.report.noise.changed); for AP and device-hours the geometric-mean ratio paired by seed with
-its interval and verdict (bench.stats.ratio_interval, verdict against 1).
+(bench.report.noise.changed); for device-hours the geometric-mean ratio paired by seed with its
+interval and verdict (bench.stats.ratio_interval, verdict against 1); for AP the geometric-mean
+ratio beside the paired difference in points, whose interval gives the verdict
+(bench.stats.paired_difference, against 0), as the ablation's differences table does.
 
 The headline device of a column is, among the devices that measured the dense reference there,
 the one that measured the most methods (ties: accelerators first, bench.report.provenance
@@ -31,8 +35,8 @@ from bench.report.methods import is_reference, methods_of, reference_label
 from bench.report.noise import changed, spread
 from bench.report.provenance import input_shape, ordered_devices, preset_key
 from bench.report.quantity import Quantity, interval_verdict
-from bench.report.scaling import UPPER_HALF, encoder_label, sweeps
-from bench.stats import Interval, mean_interval, ratio_interval
+from bench.report.scaling import UPPER_HW, UPPER_T, encoder_label, sweeps
+from bench.stats import Interval, mean_interval, paired_difference, ratio_interval, verdict
 
 COST_PRESET = "paper"
 MEASURE = "python -m bench.measure"
@@ -183,8 +187,8 @@ def exponent_cells(results, methods) -> tuple[dict, str, str | None]:
     by_label = {s.method: s for s in found if s.device_name == device}
     legend = (
         f"one encoder layer's time ∝ tokens^b, least squares on log-log axes over the upper half "
-        f"of the scaling sweep (token counts at or above the grid's median), {device}; a hybrid "
-        "shows its encoder's"
+        f"of the T sweep (more frames at 10×17; token counts at or above its median), then of "
+        f"the H×W sweep (larger frames at T = 8), {device}; a hybrid shows its encoder's"
     )
     if device is None:
         legend = f"not swept: {MEASURE} --metrics scaling sweeps one encoder layer"
@@ -194,19 +198,27 @@ def exponent_cells(results, methods) -> tuple[dict, str, str | None]:
         if sweep is None:
             cells[method] = Quantity(None, "exponent", legend, missing="not swept")
             continue
-        fit = sweep.time_fit(UPPER_HALF)
-        if fit.fit is None:
+        along_t, along_hw = sweep.time_fit(UPPER_T), sweep.time_fit(UPPER_HW)
+        if along_t.fit is None:
             cells[method] = Quantity(None, "exponent", legend, missing="fewer than 2 points")
             continue
-        quantity = Quantity(fit.fit.slope, "exponent", legend, n=fit.fit.points)
-        quantity.noisy = ", ".join(fit.problems)
-        quantity.note = "" if fit.problems else f"R² {fit.fit.r2:.3f}"
+        quantity = Quantity(along_t.fit.slope, "exponent", legend, n=along_t.fit.points)
+        problems = [*along_t.problems, *(f"H×W: {p}" for p in along_hw.problems)]
+        quantity.noisy = ", ".join(problems)
+        if along_hw.fit is not None:
+            quantity.detail = f"H×W {exponent(along_hw.fit.slope)}"
         cells[method] = quantity
         if is_reference(backend, options, decoder):
             reference_fit = quantity
     for quantity in cells.values():
         plain_ratio(quantity, reference_fit)
     return cells, legend, device
+
+
+def difference_verdict(interval: Interval | None) -> str:
+    """bench.stats.verdict of a paired difference against 0, in words for a comparison with dense."""
+    text = verdict(interval)
+    return {"higher": "above dense", "lower": "below dense"}.get(text, text)
 
 
 def paired(values: dict[int, float], reference: dict[int, float]) -> Interval | None:
@@ -234,7 +246,8 @@ def training_cells(results, methods, group_runs, reference) -> tuple[dict, dict,
     target = ", ".join(percent(t) for t in targets) or "none"
     legend = {
         "AP": f"{preset} preset, {data} data: final validation AP, mean ± 95% Student t interval "
-        "over seeds; × dense: geometric-mean ratio to full (sdpa), paired by seed"
+        "over seeds; × dense: geometric-mean ratio to full (sdpa), paired by seed; Δ: the paired "
+        "difference in AP points with its 95% Student t interval, which gives the verdict"
         if preset is not None
         else "no ablation runs: python -m bench.ablate trains them",
         "device_hours_b": f"to the target AP {target} %: iterations to target × training-step "
@@ -256,15 +269,26 @@ def training_cells(results, methods, group_runs, reference) -> tuple[dict, dict,
             "AP": ap_quantity(mine, ap_by_seed[method], legend["AP"]),
             "device_hours_b": hours_quantity(mine, hours_by_seed[method], legend, device),
         }
+    dense_runs = (
+        reference is not None
+        and not runs.usable(group_runs[group_runs["method"] == reference]).empty
+    )
     for method, row in cells.items():
         for key, by_seed in (("AP", ap_by_seed), ("device_hours_b", hours_by_seed)):
             quantity = row[key]
             if quantity.value is None:
                 continue
-            if reference is None or not by_seed.get(reference):
-                quantity.ratio = Quantity(None, "×", quantity.source, missing="no dense runs")
+            if not dense_runs or not by_seed.get(reference):
+                why = "dense never reached the target" if dense_runs else "no dense runs"
+                quantity.ratio = Quantity(None, "×", quantity.source, missing=why)
                 continue
             interval = paired(by_seed[method], by_seed[reference])
+            if key == "AP":  # the ratio's point, the paired difference's interval and verdict
+                point = None if interval is None else Interval(interval.value, None, None, 1)
+                quantity.ratio = Quantity.of(point, "×", quantity.source, "no seed in common")
+                quantity.difference = paired_difference(by_seed[reference], by_seed[method])
+                quantity.ratio_verdict = difference_verdict(quantity.difference)
+                continue
             quantity.ratio = Quantity.of(interval, "×", quantity.source, "no seed both reached")
             quantity.ratio_verdict = interval_verdict(interval) if interval else ""
     context = {"training": (preset, data), "step_device": device, "target": targets}

@@ -24,8 +24,10 @@ class Quantity:
     missing: str = ""  # why there is no value
     noisy: str = ""  # why the value is noisy (bench.report.noise); empty when clean
     note: str = ""  # e.g. "reached in 2 of 3"
+    detail: str = ""  # a line of its own under the value, e.g. "H×W 0.98"
     ratio: "Quantity | None" = None  # to the dense reference (unit "×")
-    ratio_verdict: str = ""  # bench.stats.verdict of the ratio, or the noise rule's
+    ratio_verdict: str = ""  # bench.stats.verdict of the ratio (or difference), or the noise rule's
+    difference: Interval | None = None  # paired difference to the reference (AP, in points)
     spread: float | None = None  # IQR / median of a timed value's repeats (bench.report.noise)
 
     @classmethod
@@ -51,6 +53,8 @@ class Quantity:
             text += f", {self.note}"
         if self.noisy:
             text += f" {MARK} noisy ({self.noisy})"
+        if self.detail:
+            text += f"\n{self.detail}"
         return text
 
     def ratio_text(self, short: bool = False) -> str:
@@ -61,6 +65,9 @@ class Quantity:
         if self.ratio.value is None:
             return f"× dense: {missing(self.ratio.missing or 'no pair')}"
         text = ratio(self.ratio.interval)
+        if self.difference is not None:
+            d = self.difference
+            text += f"\nΔ {d.value:+.1f}" + (f" ± {d.half_width:.1f}" if d.low is not None else "")
         if self.ratio_verdict:
             shown = self.ratio_verdict
             if short and shown == NOT_DISTINGUISHABLE:
@@ -83,11 +90,16 @@ class Quantity:
             data["noisy"] = self.noisy
         if self.note:
             data["note"] = self.note
+        if self.detail:
+            data["detail"] = self.detail
         if self.spread is not None:
             data["spread"] = self.spread
         if self.ratio is not None:
             data["ratio_to_dense"] = self.ratio.to_json()
             data["ratio_verdict"] = self.ratio_verdict
+        if self.difference is not None:
+            d = self.difference
+            data["difference_to_dense"] = {"value": d.value, "low": d.low, "high": d.high, "n": d.n}
         return data
 
 

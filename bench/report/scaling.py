@@ -28,6 +28,7 @@ from bench.report.noise import fit_problems, spread
 from bench.report.provenance import ordered_devices
 
 UPPER_HALF = "upper half"
+UPPER_T, UPPER_HW = "T sweep, upper half", "H×W sweep, upper half"  # one sweep's upper half
 SELECTIONS = [("T", "T sweep"), ("HW", "H×W sweep"), (None, "all points"), (UPPER_HALF, UPPER_HALF)]
 MIB = 2**20
 LAYER_FIELDS = ("d_model", "n_heads", "dim_feedforward")
@@ -107,11 +108,15 @@ def scaling_records(results) -> pd.DataFrame:
 
 
 def select(points: pd.DataFrame, selection: str | None) -> pd.DataFrame:
-    """The points of one sweep, all points (None), or the upper half: token counts at or above
-    the median of the distinct token counts measured (failed points included, so that the
-    threshold is a property of the sweep grid, not of what failed)."""
+    """The points of one sweep, all points (None), or the upper half (of both sweeps, or of one):
+    token counts at or above the median of the distinct token counts measured (failed points
+    included, so that the threshold is a property of the sweep grid, not of what failed)."""
     if selection is None or points.empty:
         return points
+    if selection in (UPPER_T, UPPER_HW):
+        return select(
+            points[points["sweep"] == ("T" if selection == UPPER_T else "HW")], UPPER_HALF
+        )
     if selection == UPPER_HALF:
         threshold = float(pd.Series(points["tokens"].unique(), dtype=float).median())
         return points[points["tokens"] >= threshold]

@@ -81,7 +81,8 @@ def accuracy(headline: Headline) -> str | None:
     preset, data = headline.context["training"]
     return (
         f"AP ({preset} preset, {data} data, seeds paired) against {headline.reference}: "
-        f"{clauses(parts)} (the 95% interval of the paired ratio contains 1)."
+        f"{clauses(parts)} (verdicts from the paired difference in AP points: "
+        "not distinguishable when its 95% interval contains 0)."
     )
 
 
