@@ -10,7 +10,7 @@ import pytest
 from bench.report.headline import Headline
 from bench.report.quantity import Quantity
 from bench.report.sentences import sentences
-from bench.stats import NOT_DISTINGUISHABLE, mean_interval
+from bench.stats import NOT_DISTINGUISHABLE, Interval, mean_interval
 from tests.test_report import (
     CPU,
     DIVIDED,
@@ -213,7 +213,8 @@ def test_the_sentences_follow_the_verdicts(rendered, headline):
     for method, values in by_method.items():
         d = mean_interval([values[s] - dense[s] for s in sorted(set(values) & set(dense))])
         word = NOT_DISTINGUISHABLE if d.low <= 0 <= d.high else "higher" if d.low > 0 else "lower"
-        assert f"{method} (×" in groups[word], (method, word, groups)
+        shown = f"{method} ({d.value:+.1f} ± {d.half_width:.1f} points, ×"
+        assert shown in groups[word], (shown, word, groups)
     assert "full (sdpa) reached in 2 of 3 seeds, so each ratio pairs only the seeds" in text
     flagged = [row["method"] for row in headline if "⚠" in row[COLUMNS["exponent"]]]
     assert flagged and f"The time exponents of {', '.join(flagged)} come from noisy fits" in text
@@ -245,12 +246,13 @@ def constructed(rows: dict) -> Headline:
 
 def test_sentences_on_constructed_numbers():
     def row(fps, fps_verdict, ap, ap_verdict, hours, hours_verdict, noisy=""):
+        gained = Interval(30.0 * (ap - 1), 30.0 * (ap - 1) - 1.0, 30.0 * (ap - 1) + 1.0, 3)
         return {
             "encoder_gmacs": quantity(10.0, 0.5),
             "fps": quantity(5.0, fps, fps_verdict),
             "peak_memory": quantity(1.0),
             "time_exponent": quantity(1.0, noisy=noisy),
-            "AP": quantity(30.0, ap, ap_verdict),
+            "AP": quantity(30.0, ap, ap_verdict, difference=gained),
             "device_hours_b": quantity(1.0, hours, hours_verdict),
         }
 
@@ -267,8 +269,8 @@ def test_sentences_on_constructed_numbers():
         in text
     )
     assert (
-        "against dense: higher: A (×1.20); lower: B (×0.8); not distinguishable at this scale: C (×1.00)"
-        in text
+        "against dense: higher: A (+6.0 ± 1.0 points, ×1.20); lower: B (-6.0 ± 1.0 points, ×0.8); "
+        "not distinguishable at this scale: C (+0.0 ± 1.0 points, ×1.00)" in text
     )
     assert "target AP 30.0 % on GPU X, against dense: fewer: A (×0.5); more: B (×2.00)" in text
     assert "The time exponents of B come from noisy fits" in text

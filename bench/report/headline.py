@@ -317,7 +317,7 @@ def hours_quantity(mine: pd.DataFrame, by_seed: dict, legend: dict, device) -> Q
         return Quantity(None, "device-hours", source, missing=mine["state"].iloc[-1])
     reached = runs.censored(mine, "iterations_to_target")
     if not runs.usable(mine)["iterations_to_target"].notna().any():
-        return Quantity(None, "device-hours", source, missing=f"never reached ({reached.label})")
+        return Quantity(None, "device-hours", source, missing=f"never reached: {reached.label}")
     if not by_seed:
         return Quantity(None, "device-hours", source, missing=f"no step time on {device}")
     quantity = Quantity.of(mean_interval(by_seed.values()), "device-hours", source)

@@ -2,8 +2,9 @@
 
 Each sentence compares the methods with dense attention on one quantity and sorts them by the
 verdict behind the numbers: FPS and memory by the noise rule (bench.report.noise), AP and
-device-hours by the interval of the paired ratio (bench.stats.verdict), so a difference within
-the noise is said to be so, never called faster or better.
+device-hours by the interval of the paired ratio, AP by that of the paired difference in points
+(bench.stats.verdict), so a difference within the noise is said to be so, never called faster or
+better.
 """
 
 from bench.report.cells import number
@@ -12,9 +13,20 @@ from bench.report.noise import MARK
 from bench.stats import NOT_DISTINGUISHABLE
 
 
-def listed(items: list[tuple[str, float | None]]) -> str:
+def listed(items: list[tuple[str, str]]) -> str:
     """ "A (×1.13), B (×0.90)"."""
-    return ", ".join(f"{m} (×{number(r)})" if r is not None else m for m, r in items)
+    return ", ".join(f"{m} ({shown})" for m, shown in items)
+
+
+def as_ratio(quantity) -> str:
+    return f"×{number(quantity.ratio.value)}"
+
+
+def as_difference(quantity) -> str:
+    """ "+27.5 ± 19.7 points, ×5.38": the paired difference that gives AP's verdict, then the ratio."""
+    d = quantity.difference
+    spread = f" ± {d.half_width:.1f}" if d.low is not None else ""
+    return f"{d.value:+.1f}{spread} points, {as_ratio(quantity)}"
 
 
 def clauses(parts: list[tuple[str, list]]) -> str:
@@ -22,8 +34,8 @@ def clauses(parts: list[tuple[str, list]]) -> str:
     return "; ".join(f"{word}: {listed(items)}" for word, items in parts if items)
 
 
-def sorted_by_verdict(headline: Headline, key: str, words: dict[str, str]) -> list[tuple]:
-    """(word, [(method, ratio)]) per verdict word, in the order of ``words``."""
+def sorted_by_verdict(headline: Headline, key: str, words: dict[str, str], shown=as_ratio) -> list:
+    """(word, [(method, shown(quantity))]) per verdict word, in the order of ``words``."""
     found = {word: [] for word in words.values()}
     for method, cells in headline.cells.items():
         quantity = cells[key]
@@ -33,7 +45,7 @@ def sorted_by_verdict(headline: Headline, key: str, words: dict[str, str]) -> li
             continue
         word = words.get(quantity.ratio_verdict)
         if word is not None:
-            found[word].append((method, quantity.ratio.value))
+            found[word].append((method, shown(quantity)))
     return list(found.items())
 
 
@@ -75,6 +87,7 @@ def accuracy(headline: Headline) -> str | None:
         headline,
         "AP",
         {"above dense": "higher", "below dense": "lower", NOT_DISTINGUISHABLE: NOT_DISTINGUISHABLE},
+        as_difference,
     )
     if not any(items for _, items in parts):
         return None
