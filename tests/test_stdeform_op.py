@@ -372,6 +372,28 @@ def test_build_name_keys_sources_flags_and_torch(tmp_path, monkeypatch):
     assert extension.build_name(None, same) != name
 
 
+@pytest.mark.parametrize(
+    "setting, gpu, cuda_built",
+    [("", False, False), ("", True, True), ("1", False, True), ("0", True, False)],
+)
+def test_the_cuda_kernel_is_built_only_where_it_can_run(monkeypatch, setting, gpu, cuda_built):
+    """With a toolkit and a CUDA torch, the CUDA sources compile by default only where a GPU is
+    visible (VISBENCH_EXTENSION_CUDA=1 forces them, =0 skips them); the CPU kernel always."""
+    builds = []
+    monkeypatch.setenv("VISBENCH_EXTENSION", "1")
+    monkeypatch.setenv("VISBENCH_EXTENSION_CUDA", setting)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(extension, "find_cuda_toolkit", lambda: Path("/opt/fake-cuda"))
+    monkeypatch.setattr(extension, "version_mismatch", lambda home, version: None)
+    monkeypatch.setattr(extension, "build", lambda home, verbose=False: builds.append(home) or "x")
+    info = extension.load_extension.__wrapped__()
+    assert builds == [Path("/opt/fake-cuda") if cuda_built else None]
+    assert info.cuda_kernel is cuda_built and info.cpu_kernel
+    if setting == "" and not gpu:
+        assert any("no CUDA device visible" in note for note in info.notes), info.notes
+
+
 def test_build_prints_one_line_then_reuses_the_library(tmp_path, monkeypatch, capsys):
     """A build says so in one line on stderr while it runs; the next process loads the library
     it left without compiling or printing (a fake compiler stands in for torch's)."""

@@ -240,6 +240,8 @@ def test_a_planted_checkpoint_cannot_run_code(tmp_path, monkeypatch):
         (["--val-videos", "0"], ["--val-videos"]),
         (["--val-videos", "-1"], ["--val-videos"]),
         (["--set", "n_points=0"], ["n_points", "backend option"]),
+        (["--set", "n_points=-3"], ["n_points", "backend option"]),
+        (["--set", "n_points=abc"], ["n_points", "backend option"]),
         (["--backend", "stdeform:n_points=-3"], ["n_points", ">= 1", "-3"]),
         (["--backend", "stdeform:n_points=abc"], ["n_points", "'abc'"]),
         (["--decoder", "stdeform:mode=4d"], ["mode", "3d | frames | frame"]),
