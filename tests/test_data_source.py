@@ -83,3 +83,19 @@ def test_training_default_leaves_a_users_synthetic_folder_alone(tmp_path, monkey
     assert read_tree(tmp_path / "data" / "synthetic") == before
     assert json.loads(paths["manifest"].read_text())["spec"] == TINY.to_dict()
     assert data_paths(TrainConfig(run="x", data="data/synthetic")) == layout("data/synthetic")
+
+
+def test_the_ablations_pretraining_set_leaves_a_users_synthetic_folder_alone(tmp_path, monkeypatch):
+    """bench.ablate's runs resolve --data as bench.train does (above); its shared backbone's set
+    (pretraining_data) goes to a folder of its own spec too."""
+    from bench.data.source import PRETRAIN_SEED_OFFSET, pretraining_data
+
+    monkeypatch.chdir(tmp_path)
+    ensure_synthetic(dataclasses.replace(TINY, videos=3, seed=0), Path("data/synthetic"))
+    before = read_tree(tmp_path / "data" / "synthetic")
+    monkeypatch.setattr(synthetic_module, "DEFAULT_SPEC", TINY)
+    source, disjoint = pretraining_data("synthetic")
+    paths = resolve_data(source)
+    other = dataclasses.replace(TINY, seed=TINY.seed + PRETRAIN_SEED_OFFSET, val_videos=1)
+    assert disjoint and paths["root"] == Path(f"data/synthetic-{other.name()}")
+    assert read_tree(tmp_path / "data" / "synthetic") == before
