@@ -141,7 +141,14 @@ QUICK = Preset(
     loss_dice=5.0,
     cost_dice=5.0,
     lr=2e-4,
-    lr_by_backend={"full": 6e-4, "stdeform": 6e-4},  # bench.study lr (reports/data/lr_sweep.*)
+    # each backend's rate from bench.study lr (reports/data/lr_sweep.*, docs/tuning.md)
+    lr_by_backend={
+        "divided": 2e-4,
+        "full": 6e-4,
+        "neighborhood": 2e-4,
+        "stdeform": 6e-4,
+        "window": 2e-4,
+    },
     lr_backbone=2e-4,
     weight_decay=1e-4,
     clip_max_norm=0.1,
