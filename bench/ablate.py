@@ -353,8 +353,9 @@ def _plain(interval) -> str:
 
 def build_parser():
     parser = cli.parser("python -m bench.ablate", __doc__)
-    parser.add_argument("--k", type=cli.positive_int, nargs="+", default=[16, 32],
-                        help="n_points (K) of every spec that has it")  # fmt: skip
+    parser.add_argument("--k", type=cli.positive_int, nargs="*", default=[16, 32],
+                        help="n_points (K) of every spec that has it; --k alone: each spec's "
+                        "own")  # fmt: skip
     parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="SPEC",
                         help="attention specs, each for both sides (attention.registry)")  # fmt: skip
     parser.add_argument("--hybrids", nargs="*", default=[], metavar="ENC/DEC",

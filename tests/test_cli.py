@@ -68,3 +68,25 @@ def test_a_read_only_folder_is_found_before_the_work(tmp_path):
     blocker.write_text("")
     with pytest.raises(PermissionError, match="not writable"):
         cli.writable_dir(blocker / "out")
+
+
+def test_k_alone_keeps_each_specs_own_n_points():
+    """bench.ablate --k with no value trains each spec as written, and a spec's explicit K names
+    the same runs as --k does, so one call can summarise runs made by others."""
+    from bench import ablate
+    from bench.method import plan_settings
+    from models.presets import get_preset
+
+    def runs(*argv):
+        args = ablate.build_parser().parse_args(list(argv))
+        args.overrides = {}
+        settings = plan_settings(get_preset(args.preset), args.backends, args.k, args.hybrids)
+        return [(p.config.run, p.config.backend) for p in ablate.plan_runs(settings, args)]
+
+    given = ["stdeform:mode=frames,n_points=16", "stdeform:mode=frame,n_points=8", "full"]
+    own = runs("--backends", *given, "--seeds", "0", "--k")
+    assert [name for name, _ in own] == [
+        "stdeform-frames-k16-seed0", "stdeform-frame-k8-per-frame-2d-seed0", "full-sdpa-seed0"
+    ]  # fmt: skip
+    expanded = runs("--backends", "stdeform:mode=frames", "full", "--seeds", "0", "--k", "16")
+    assert own[0] == expanded[0] and own[2] == expanded[1]

@@ -155,7 +155,8 @@ def build_parser():
     parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="SPEC",
                         help="attention specs, each for encoder and decoder (attention.registry)")  # fmt: skip
     parser.add_argument("--k", type=cli.positive_int, nargs="*", default=[16, 32],
-                        help="n_points (K) of every spec that has it")  # fmt: skip
+                        help="n_points (K) of every spec that has it; --k alone: each spec's "
+                        "own")  # fmt: skip
     parser.add_argument("--hybrids", nargs="*", default=[], metavar="ENC/DEC",
                         help="encoder/decoder spec pairs, e.g. full/stdeform:mode=frames")  # fmt: skip
     parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS,
