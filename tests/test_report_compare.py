@@ -99,3 +99,33 @@ def test_the_command_line_compares_and_refuses_to_overwrite_a_report(folders, tm
     message = refused.stderr.strip()
     assert "\n" not in message and "pass --force" in message
     assert str(a) in message and str(b) in message
+
+
+def test_training_records_compare_by_value(tmp_path):
+    """Two real-format results folders (the report fixture and a copy with one run's AP raised
+    by half): every run metric both sides have gets its ratio and a verdict, never "no value"."""
+    import shutil
+
+    from tests.test_report import FIXTURE
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(FIXTURE, a)
+    shutil.copytree(FIXTURE, b)
+    lines = (b / "ablation.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    raised = next(r for r in records if r["metric"] == "AP" and r["value"])
+    raised["value"] *= 1.5
+    (b / "ablation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    markdown = compare_results(a, b, tmp_path / "out")["README.md"].read_text(encoding="utf-8")
+    rows = markdown_tables(markdown)["Measured in both"]
+    runs = [row for row in rows if row["what"].startswith("ablation run")]
+    assert runs and all(row["verdict"] != "no value on both sides" for row in runs
+                        if not row["A"].startswith("—"))  # fmt: skip
+    changed = [row for row in runs if row["verdict"] == "higher"]
+    assert [(row["what"], row["metric"], row["B/A"]) for row in changed] == [
+        (f"ablation run {raised['case']['run']}", "AP", "×1.50")
+    ]
+    unchanged = [row for row in runs if row["metric"] == "AP" and row not in changed]
+    valued = [row for row in unchanged if not row["A"].startswith("—")]
+    assert valued and all(row["verdict"] == "no change" for row in valued)
+    assert all(row["verdict"] == "no value on both sides" for row in unchanged if row not in valued)

@@ -113,8 +113,13 @@ def what(row: pd.Series) -> str:
     return " ".join(parts)
 
 
+def _failed(row: pd.Series) -> bool:
+    """A record of a failure (OOM, timeout, error, not reached); None or NaN when it has a value."""
+    return not _empty(row["failure"])
+
+
 def value_cell(row: pd.Series) -> str:
-    if row["failure"] is not None and not _empty(row["failure"]):
+    if _failed(row):
         return f"— ({row['failure']})"
     return number(float(row["value"]))
 
@@ -131,13 +136,13 @@ def compared_table(a: pd.DataFrame, b: pd.DataFrame, pairs) -> Table:
     rows = []
     for i, j in pairs:
         ra, rb = a.loc[i], b.loc[j]
-        ok = ra["failure"] is None and rb["failure"] is None and float(ra["value"]) > 0
+        ok = not _failed(ra) and not _failed(rb) and float(ra["value"]) > 0
         ratio = f"×{number(float(rb['value']) / float(ra['value']))}" if ok else "— (no ratio)"
         devices = f"{short_device(ra['device_name'])} → {short_device(rb['device_name'])}"
         if ra["device_name"] == rb["device_name"]:
             devices = short_device(ra["device_name"])
-        value_a = None if ra["failure"] is not None else ra["value"]
-        value_b = None if rb["failure"] is not None else rb["value"]
+        value_a = None if _failed(ra) else ra["value"]
+        value_b = None if _failed(rb) else rb["value"]
         rows.append(
             [what(ra), ra["method"], ra["metric"], devices, value_cell(ra), value_cell(rb), ratio,
              spread_cell(ra["spread"]), spread_cell(rb["spread"]),
