@@ -11,6 +11,11 @@ from bench.stats import NOT_DISTINGUISHABLE, Interval, verdict
 SHORT_NOT_DISTINGUISHABLE = "n.d."
 
 
+def signed_points(d: Interval) -> str:
+    """A paired difference in points: "+27.5 ± 19.7" ("+27.5" without an interval)."""
+    return f"{d.value:+.1f}" + (f" ± {d.half_width:.1f}" if d.low is not None else "")
+
+
 @dataclasses.dataclass
 class Quantity:
     """One cell: ``value`` with its 95% interval [low, high] over ``n`` (None when n < 2)."""
@@ -66,8 +71,7 @@ class Quantity:
             return f"× dense: {missing(self.ratio.missing or 'no pair')}"
         text = ratio(self.ratio.interval)
         if self.difference is not None:
-            d = self.difference
-            text += f"\nΔ {d.value:+.1f}" + (f" ± {d.half_width:.1f}" if d.low is not None else "")
+            text += f"\nΔ {signed_points(self.difference)}"
         if self.ratio_verdict:
             shown = self.ratio_verdict
             if short and shown == NOT_DISTINGUISHABLE:

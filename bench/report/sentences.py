@@ -10,6 +10,7 @@ better.
 from bench.report.cells import number
 from bench.report.headline import Headline
 from bench.report.noise import MARK
+from bench.report.quantity import signed_points
 from bench.stats import NOT_DISTINGUISHABLE
 
 
@@ -24,9 +25,7 @@ def as_ratio(quantity) -> str:
 
 def as_difference(quantity) -> str:
     """ "+27.5 ± 19.7 points, ×5.38": the paired difference that gives AP's verdict, then the ratio."""
-    d = quantity.difference
-    spread = f" ± {d.half_width:.1f}" if d.low is not None else ""
-    return f"{d.value:+.1f}{spread} points, {as_ratio(quantity)}"
+    return f"{signed_points(quantity.difference)} points, {as_ratio(quantity)}"
 
 
 def clauses(parts: list[tuple[str, list]]) -> str:
