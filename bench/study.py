@@ -13,7 +13,8 @@ lr_choice.json ({encoder backend: rate}, merged with the choices of earlier swee
 folder); the preset's lr_by_backend holds the committed choice that bench.ablate trains with.
 
 ``convergence``: full attention and a deformable setting trained for --iterations (default 8x
-the ablation's) at their own learning rates, several seeds each. A run's curve has flattened when
+the ablation's) at their own learning rates, several seeds each, evaluated as often as the ablation
+(--eval-every default) so that iterations to the target have the ablation's resolution. A run's curve has flattened when
 it gained less than 0.5 AP points over its last 20% of iterations (bench.convergence.plateaued).
 The target is 90% of the lower of the configurations' mean final AP, so that every configuration
 can reach it (``study_target``); per seed, iterations to the target give the ratio dense /
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.study == "convergence":
         args.iterations = args.iterations or STUDY_LENGTH * ablate.TrainConfig.iterations
-        args.eval_every = args.eval_every or STUDY_LENGTH * ablate.TrainConfig.eval_every // 4
+        args.eval_every = args.eval_every or ablate.TrainConfig.eval_every
     settings = ablate.prepare(args)
     out = Path(args.out)
     if args.study == "lr":

@@ -488,6 +488,23 @@ def test_convergence_study_tables(tables):
         assert row["verdict"].startswith("dense needs more")
 
 
+def answer_section(markdown: str) -> str:
+    return markdown.split("## The answer", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_answer_states_the_studys_ratio(report, tables):
+    first = tables[TITLES["study-ratio"]][0]
+    sentence = next(
+        line for line in answer_section(report["md"]).splitlines()
+        if line.startswith("Convergence study")
+    )  # fmt: skip
+    assert (
+        f"on {first['device']}, {first['ratio']}: {first['device-h (b) to target']} (" in sentence
+    )
+    assert "dense needs more" in sentence and "seeds where both reached: 2 of 3" in sentence
+    assert "(12000 iterations per run)" in sentence and "The poster reports 8.3×" in sentence
+
+
 def test_a_configuration_that_never_reaches_the_target_reports_its_plateau(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(FIXTURE, results, ignore=shutil.ignore_patterns("*.py"))
@@ -497,12 +514,15 @@ def test_a_configuration_that_never_reaches_the_target_reports_its_plateau(tmp_p
             r = {**r, "value": None, "reason": "not reached"}
         lines.append(json.dumps(r) + "\n")
     (results / "study.jsonl").write_text("".join(lines))
-    rows = markdown_tables(render(results, tmp_path / "out")["md"])[TITLES["study-ratio"]]
+    rendered = render(results, tmp_path / "out")
+    rows = markdown_tables(rendered["md"])[TITLES["study-ratio"]]
     assert len(rows) == 2 and all(r["device-h (b) to target"] == "— (never reached)" for r in rows)
     finals = [100 * r["AP"] for r in runs_of("study.jsonl").values() if r["label"] == "full (sdpa)"]
     plateau = f"full (sdpa) never reached it: plateau AP {mean_interval(finals).value:.1f} ± "
     assert rows[0]["verdict"].startswith(plateau)
     assert "after 12000, 12000, 12000 iterations" in rows[0]["verdict"]
+    answer = answer_section(rendered["md"])
+    assert f"{rows[0]['ratio']}: {plateau}" in answer
 
 
 def scaling_points(method: str, metric: str, device: str, sweep=None) -> tuple:

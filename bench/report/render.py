@@ -36,7 +36,7 @@ from bench.report.scaling_points import points_table
 from bench.report.scaling_time import exponents_table
 from bench.report.sentences import sentences
 from bench.report.study import MISSING as NO_STUDY
-from bench.report.study import study_tables
+from bench.report.study import study_sentence, study_tables
 from bench.report.summary import check_overwrite, write_summary
 from bench.report.uncounted import fold_table, list_table
 
@@ -70,7 +70,10 @@ def sections(results, headline, figures) -> list[Section]:
     absent += [] if lr.rows else [NO_LR_SWEEP]
     study = study_tables(results)
     return [
-        Section("answer", "The answer", [headline_table(headline)], sentences(headline)),
+        Section(
+            "answer", "The answer", [headline_table(headline)],
+            [s for s in [*sentences(headline), study_sentence(results)] if s],
+        ),
         Section("cost", "Cost per preset", cost_tables(results)),
         Section(
             "accuracy", "Accuracy per data set", accuracy_tables(results),

@@ -156,12 +156,39 @@ def ratio_table(results, study, devices) -> Table:
     )
 
 
-def study_tables(results) -> list[Table]:
+def study_with_hours(results) -> tuple[pd.DataFrame, list[str]]:
+    """The study's runs with device-hours (b) to target per step device; empty without a study."""
     study = runs.run_table(results.of_kind("study"))
     if study.empty:
-        return []
+        return study, []
     preset = study["preset"].iloc[0]
     steps = devicehours.step_times(results.measurements)
     devices = devicehours.step_devices(results.measurements, preset)
-    study = with_hours(study, steps, devices)
+    return with_hours(study, steps, devices), devices
+
+
+def study_sentence(results) -> str | None:
+    """The study's answer to the poster's ratio, for the report's opening: the first device's row."""
+    study, devices = study_with_hours(results)
+    rows = ratio_rows(results, study, devices) if devices else []
+    if not rows:
+        return None
+    label, device, shown, both, verdict_text = rows[0]
+    iterations = ", ".join(sorted({str(int(i)) for i in study["iterations"].dropna()}))
+    targets = ", ".join(f"{100 * t:.1f}" for t in sorted(set(study["target_AP"].dropna())))
+    measured = (
+        verdict_text if shown.startswith("—")
+        else f"{shown} ({verdict_text}; seeds where both reached: {both})"
+    )  # fmt: skip
+    return (
+        f"Convergence study ({iterations} iterations per run), device-hours (b) to the target AP "
+        f"{targets} % on {device}, {label}: {measured}. The poster reports "
+        f"{paper.dense_over_deformable():.1f}× (GPU-hours, a different setting)."
+    )
+
+
+def study_tables(results) -> list[Table]:
+    study, devices = study_with_hours(results)
+    if study.empty:
+        return []
     return [configuration_table(results, study, devices), ratio_table(results, study, devices)]
