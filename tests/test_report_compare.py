@@ -101,31 +101,47 @@ def test_the_command_line_compares_and_refuses_to_overwrite_a_report(folders, tm
     assert str(a) in message and str(b) in message
 
 
-def test_training_records_compare_by_value(tmp_path):
-    """Two real-format results folders (the report fixture and a copy with one run's AP raised
-    by half): every run metric both sides have gets its ratio and a verdict, never "no value"."""
+def test_training_runs_compare_over_seeds_not_per_run(tmp_path):
+    """Two real-format results folders (the report fixture and a copy with every seed of one
+    configuration's AP raised by 10 points, one seed by 10.5): a run's record shows its values and
+    ratio but no per-run verdict; the training table gives each configuration's paired B − A with
+    its interval and verdict, and an unchanged configuration is "not distinguishable" there."""
     import shutil
 
-    from tests.test_report import FIXTURE
+    from bench.stats import paired_difference
+    from tests.test_report import FIXTURE, label
 
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(FIXTURE, a)
     shutil.copytree(FIXTURE, b)
-    lines = (b / "ablation.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    raised = next(r for r in records if r["metric"] == "AP" and r["value"])
-    raised["value"] *= 1.5
+    records = [json.loads(line) for line in (b / "ablation.jsonl").read_text().splitlines()]
+    first = next(r for r in records if r["metric"] == "AP" and r["value"])
+    raised_label = label(first)
+    before, after = {}, {}
+    for r in records:
+        if r["metric"] == "AP" and r["value"] and label(r) == raised_label:
+            seed = r["case"]["seed"]
+            before[seed] = 100 * r["value"]
+            r["value"] += 0.105 if seed == 0 else 0.10
+            after[seed] = 100 * r["value"]
     (b / "ablation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     markdown = compare_results(a, b, tmp_path / "out")["README.md"].read_text(encoding="utf-8")
-    rows = markdown_tables(markdown)["Measured in both"]
-    runs = [row for row in rows if row["what"].startswith("ablation run")]
-    assert runs and all(row["verdict"] != "no value on both sides" for row in runs
-                        if not row["A"].startswith("—"))  # fmt: skip
-    changed = [row for row in runs if row["verdict"] == "higher"]
-    assert [(row["what"], row["metric"], row["B/A"]) for row in changed] == [
-        (f"ablation run {raised['case']['run']}", "AP", "×1.50")
+    tables = markdown_tables(markdown)
+    runs = [row for row in tables["Measured in both"] if row["what"].startswith("ablation run")]
+    valued = [row for row in runs if not row["A"].startswith("—") and not row["B"].startswith("—")]
+    assert valued and all(row["verdict"] == "one seed: see the training table" for row in valued)
+    raised_runs = [row for row in valued if row["metric"] == "AP" and row["method"] == raised_label]
+    assert raised_runs and all(row["B/A"] != "×1" for row in raised_runs)
+    training = tables["Training over seeds"]
+    row = next(
+        r for r in training if r["kind"] == "ablation" and r["configuration"] == raised_label
+    )
+    expected = paired_difference(before, after)
+    assert len(before) >= 2 and row["seeds paired"] == str(expected.n)
+    assert row["B − A (points)"].startswith(f"{expected.value:+.1f} ± {expected.half_width:.1f}")
+    assert row["verdict"] == "higher"
+    others = [
+        r for r in training if r["configuration"] != raised_label and r["seeds paired"] != "0"
     ]
-    unchanged = [row for row in runs if row["metric"] == "AP" and row not in changed]
-    valued = [row for row in unchanged if not row["A"].startswith("—")]
-    assert valued and all(row["verdict"] == "no change" for row in valued)
-    assert all(row["verdict"] == "no value on both sides" for row in unchanged if row not in valued)
+    assert others and all(r["B − A (points)"].startswith("+0.0") for r in others)
+    assert all(r["verdict"] == "not distinguishable at this scale" for r in others)

@@ -6,7 +6,11 @@ which differ between machines), provided that leaves one record on each side. Pe
 B's value, the ratio B/A, each side's spread (IQR / median of its timing repeats; 0 for a quantity
 measured once) and a verdict by the noise rule (bench.report.noise.changed): "no change" unless
 |log(B/A)| exceeds the sum of both spreads and 5%; otherwise what changed, in the metric's words
-(faster / slower, more / less memory, higher / lower AP ...). Records of one side only are listed.
+(faster / slower, more / less memory, ...). A training run is one seed, so its metrics get no
+per-record verdict; the training table compares each configuration (bench.report.runs.GROUP) over
+seeds instead: B − A in AP points, paired by the seeds both sides ran (bench.stats.paired_difference),
+with its interval and verdict ("not distinguishable" when the interval contains 0), and the runs
+that reached the target on each side. Records of one side only are listed.
 The comparison is written as README.md and index.html (bench.report.page) with comparison.json.
 """
 
@@ -15,14 +19,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.cells import number, plain
+from bench.report import runs
+from bench.report.cells import estimate, missing, number, plain
 from bench.report.environments import describe
 from bench.report.load import load_results
 from bench.report.noise import CHANGE_RULE, changed, spread
 from bench.report.page import Page, Section, write_page
 from bench.report.provenance import short_device
+from bench.report.quantity import signed_points
 from bench.report.summary import check_overwrite, write_comparison
 from bench.report.table import Column, Table
+from bench.stats import METHOD, mean_interval, paired_difference
+from bench.stats import verdict as interval_verdict
 
 ENVIRONMENT_FIELDS = ("device", "threads")  # case fields that name the machine, not the case
 KEY = ["case_id", "metric", "component", "counter"]
@@ -35,6 +43,8 @@ WORDS = {  # metric -> (word when B is higher, word when B is lower)
     "macs": ("more MACs", "fewer MACs"),
 }
 NO_CHANGE = "no change"
+TRAINING_KINDS = ("ablation", "lr_sweep", "study")
+ONE_SEED = "one seed: see the training table"
 
 
 def case_key(case: dict) -> str:
@@ -87,8 +97,10 @@ def match(a: pd.DataFrame, b: pd.DataFrame) -> tuple[list[tuple[int, int]], list
     )
 
 
-def verdict(metric: str, a, b, spread_a, spread_b) -> str:
-    """The noise rule's verdict of B against A, in the metric's words."""
+def verdict(metric: str, a, b, spread_a, spread_b, kind: str = "") -> str:
+    """The noise rule's verdict of B against A, in the metric's words; none for one training run."""
+    if kind in TRAINING_KINDS and not (_empty(a) or _empty(b)):
+        return ONE_SEED
     if _empty(a) or _empty(b):
         return "no value on " + (
             "both sides" if _empty(a) and _empty(b) else "A" if _empty(a) else "B"
@@ -146,7 +158,7 @@ def compared_table(a: pd.DataFrame, b: pd.DataFrame, pairs) -> Table:
         rows.append(
             [what(ra), ra["method"], ra["metric"], devices, value_cell(ra), value_cell(rb), ratio,
              spread_cell(ra["spread"]), spread_cell(rb["spread"]),
-             verdict(ra["metric"], value_a, value_b, ra["spread"], rb["spread"])]
+             verdict(ra["metric"], value_a, value_b, ra["spread"], rb["spread"], ra["kind"])]
         )  # fmt: skip
     frame = pd.DataFrame(rows, columns=[c.name for c in columns])
     return Table.from_frame(
@@ -157,6 +169,65 @@ def compared_table(a: pd.DataFrame, b: pd.DataFrame, pairs) -> Table:
         notes=[CHANGE_RULE + ". Spread: IQR / median of the timing repeats."],
         short="compared",
         empty="No case was measured in both folders.",
+    )
+
+
+def configurations(results) -> dict[tuple, pd.DataFrame]:
+    """Usable training runs by configuration (runs.GROUP), over every training kind."""
+    table = runs.run_table(results.training)
+    if table.empty:
+        return {}
+    found = table.groupby(runs.GROUP, sort=True, dropna=False)
+    return {tuple(str(v) for v in key): group for key, group in found}
+
+
+def rate(lr: str) -> str:
+    """A learning rate as the lr sweep's table shows it (3 significant digits)."""
+    try:
+        return f"{float(lr):.3g}"
+    except ValueError:
+        return lr
+
+
+def points(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def training_table(results_a, results_b) -> Table:
+    """Per configuration both sides trained: AP over seeds, B − A paired by seed, and its verdict."""
+    columns = [Column("kind"), Column("configuration"), Column("preset · data"), Column("lr")]
+    columns += [Column("AP A (%)", numeric=True), Column("AP B (%)", numeric=True)]
+    columns += [Column("B − A (points)", numeric=True), Column("seeds paired", numeric=True)]
+    columns += [Column("verdict"), Column("reached target A → B", numeric=True)]
+    a, b = configurations(results_a), configurations(results_b)
+    rows = []
+    for key in sorted(set(a) & set(b)):
+        kind, preset, data, method, lr = key
+        ap_a = {s: 100 * v for s, v in runs.per_seed(a[key], "AP").items()}
+        ap_b = {s: 100 * v for s, v in runs.per_seed(b[key], "AP").items()}
+        difference = paired_difference(ap_a, ap_b)
+        reached = [runs.censored(side[key], "iterations_to_target").label for side in (a, b)]
+        rows.append(
+            [kind, method, f"{preset} · {data}", rate(lr),
+             estimate(mean_interval(ap_a.values()), points, "no finished run"),
+             estimate(mean_interval(ap_b.values()), points, "no finished run"),
+             signed_points(difference) if difference else missing("no seed on both sides"),
+             str(difference.n if difference else 0), interval_verdict(difference),
+             " → ".join(r.removeprefix("reached in ") for r in reached)]
+        )  # fmt: skip
+    frame = pd.DataFrame(rows, columns=[c.name for c in columns])
+    return Table.from_frame(
+        "training",
+        "Training over seeds",
+        frame,
+        columns,
+        notes=[
+            f"AP: final validation AP, mean ± {METHOD} over usable runs (seeds). B − A: paired "
+            'by seed over the seeds both sides ran; verdict "not distinguishable at this scale" '
+            "when its interval contains 0 (a single paired seed has no interval)."
+        ],
+        short="training",
+        empty="No training configuration was run in both folders.",
     )
 
 
@@ -193,7 +264,12 @@ def compare_results(folder_a, folder_b, out_dir, note: str | None = None, force:
     section = Section(
         "comparison",
         "B against A",
-        [compared, only_table(a, only_a, "A"), only_table(b, only_b, "B")],
+        [
+            compared,
+            training_table(results_a, results_b),
+            only_table(a, only_a, "A"),
+            only_table(b, only_b, "B"),
+        ],
         [f"{len(pairs)} matched records: {counts or 'none'}."],
     )
     page = Page(
