@@ -4,6 +4,7 @@ entering / leaving / hidden instances, and files that the reader accepts."""
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -441,3 +442,52 @@ def test_command_line_rejects_a_read_only_output_folder(tmp_path, capsys):
     assert exit_info.value.code == 1
     assert "Permission denied" in one_line_error(capsys, "--out")
     assert list(folder.iterdir()) == []
+
+
+ENSURE_IN_CHILD = (
+    "import sys; from bench.data.synthetic import SyntheticSpec, ensure_synthetic; "
+    "ensure_synthetic(SyntheticSpec.parse(sys.argv[1]), sys.argv[2], workers=1)"
+)
+
+
+def ensure_in_child(spec: SyntheticSpec, out: Path) -> subprocess.Popen:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.Popen(
+        [sys.executable, "-c", ENSURE_IN_CHILD, str(spec), str(out)],
+        cwd=root, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_second_process_waits_for_the_writer_then_reuses_its_set(tmp_path):
+    """The test holds the folder's lock as a writer would; a process ensuring the same set says
+    it waits, writes nothing while the lock is held, and reuses the set once the lock is free."""
+    import filelock
+
+    out = tmp_path / "set"
+    lock = filelock.FileLock(tmp_path / ".set.lock")
+    lock.acquire()
+    child = ensure_in_child(TINY, out)
+    line = child.stderr.readline()  # blocks until the child says something
+    assert line.startswith(f"waiting for another process writing the synthetic set {TINY.name()}")
+    assert str(out) in line and child.poll() is None and not out.exists()
+    made = ensure_synthetic(TINY, tmp_path / "elsewhere")
+    shutil.copytree(made["root"], out)  # the "writer" finishes the complete set, lock held
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    lock.release()
+    assert child.wait(timeout=120) == 0
+    assert "writing" not in child.stderr.read()
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == stamps
+    assert read_tree(out) == read_tree(made["root"])
+
+
+def test_two_processes_ensuring_one_folder_write_it_once(tmp_path):
+    """Started together, two processes end with one complete set, byte-identical to one written
+    alone; exactly one of them wrote it."""
+    spec = replace(TINY, videos=6)
+    children = [ensure_in_child(spec, tmp_path / "set") for _ in range(2)]
+    outputs = [c.communicate(timeout=300)[1] for c in children]
+    assert [c.returncode for c in children] == [0, 0], outputs
+    assert sum("writing the synthetic set" in o for o in outputs) == 1, outputs
+    assert not any("writing again" in o for o in outputs), outputs
+    alone = ensure_synthetic(spec, tmp_path / "alone", workers=1)
+    assert read_tree(tmp_path / "set") == read_tree(alone["root"])

@@ -20,7 +20,10 @@ difficulty) and written in the YouTube-VIS layout (`bench.data.ytvis.layout`) wi
 that holds none. It never deletes or overwrites data it did not just start writing: a folder that
 holds another spec, or data without a manifest, is an error naming both specs and the folder. Only
 an unfinished generation of the same spec (interrupted; its manifest says incomplete) is written
-again. The suite keeps a spec's set in `default_folder(spec)`, data/synthetic-<spec.name()>;
+again. Processes that ensure the same folder at once (two training jobs side by side) take turns
+through a lock file beside it, `.<folder name>.lock` (filelock): one writes, the others wait and
+then reuse its complete set; a complete set is reused without the lock, so it may sit on a
+read-only disk. The suite keeps a spec's set in `default_folder(spec)`, data/synthetic-<spec.name()>;
 `generate_synthetic(out, videos=..., ...)` is ensure_synthetic with the spec given by its fields.
 
 Seeds: each video draws from its own numpy Generator seeded by SeedSequence([seed, stream, index]),
@@ -38,6 +41,7 @@ Command line (`--help` lists every option with its default):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -50,6 +54,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
+import filelock
 import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_api
@@ -711,6 +716,46 @@ def ensure_synthetic(
         raise TypeError(f"ensure_synthetic(spec, out): spec is a {type(spec).__name__}")
     out = Path(default_folder(spec) if out is None else out)
     paths = synthetic_paths(out)
+    if _reusable(spec, paths):
+        return paths
+    with _writer_lock(spec, out):
+        return _ensure_locked(spec, paths, workers)
+
+
+def _reusable(spec: SyntheticSpec, paths: dict[str, Path]) -> bool:
+    """Whether paths hold spec's complete set with every entry present (no lock needed)."""
+    held = _held(paths)
+    return bool(held and held[0] == spec and held[2] and all(p.exists() for p in paths.values()))
+
+
+@contextlib.contextmanager
+def _writer_lock(spec: SyntheticSpec, out: Path):
+    """Hold out's lock file (beside out); say so when another process holds it."""
+    lock_path = out.parent / f".{out.name}.lock"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(lock_path)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            print(f"waiting for another process writing the synthetic set {spec.name()} to "
+                  f"{out} (lock {lock_path})", file=sys.stderr, flush=True)  # fmt: skip
+            lock.acquire()
+    except OSError as error:
+        raise type(error)(
+            f"cannot write the synthetic set to {out}: {error.strerror or error}"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _ensure_locked(
+    spec: SyntheticSpec, paths: dict[str, Path], workers: int | None
+) -> dict[str, Path]:
+    """ensure_synthetic's checks and writing, under out's lock."""
+    out = paths["root"]
     held = _held(paths)
     if held is None:
         existing = [p for p in _written_paths(paths) if p.exists()]
