@@ -41,7 +41,7 @@ from bench.data.source import pretraining_data, resolve_data
 from bench.environment import environment
 from bench.isolation import run_isolated
 from bench.method import Setting, method_fields, plan_settings, slug
-from bench.runfiles import RunFiles
+from bench.runfiles import RunFiles, finished_twin
 from bench.stats import METHOD, mean_interval, paired_difference, verdict
 from bench.store import ResultsStore, record
 from bench.train import TrainConfig, parse_overrides
@@ -163,14 +163,23 @@ def pretrain(args) -> dict | None:
 
 
 def train_runs(runs: list[Planned]) -> dict[str, str]:
-    """Train every unfinished run in its own process; returns run -> status."""
+    """Train every unfinished run in its own process; returns run -> status. A run with a
+    finished twin (the same identity under another name, bench.runfiles) takes its results."""
     statuses = {}
     for config in (planned.config for planned in runs):
         files = RunFiles(config.run_dir)
-        files.claim(dataclasses.asdict(config), config.identity())  # refuse a mismatch first
+        identity = config.identity()
+        files.claim(dataclasses.asdict(config), identity)  # refuse a mismatch first
         if files.finished():
             statuses[config.run] = "ok"
             print(f"[ablate] {config.run}: finished before, skipped")
+            continue
+        twin = None if files.checkpoint.exists() else finished_twin(config.run_dir, identity)
+        if twin is not None:
+            files.adopt(twin, config.run)
+            statuses[config.run] = "ok"
+            print(f"[ablate] {config.run}: the same settings as {twin.directory.name}, its "
+                  "results reused", flush=True)  # fmt: skip
             continue
         resumed = files.checkpoint.exists()
         print(f"[ablate] {config.run}: {'resuming' if resumed else 'training'}", flush=True)

@@ -12,9 +12,15 @@ after a kill ``resume`` restores the log to the checkpoint: lines past it go, a 
 prevented comes back from the checkpoint, and an unterminated last line (a kill mid-write) is
 dropped with a warning. Checkpoints are loaded with ``weights_only=True``: they hold only tensors,
 numbers, strings and containers, and a planted file cannot run code.
+
+A run whose identity, all but its name, is that of a finished run in the same folder computes
+nothing new (training is deterministic for one identity): ``adopt`` takes that run's log and
+summary under its own name, recording ``reused_from``, instead of training again (the lr sweep's
+run at the chosen rate is the ablation's run at that seed). ``finished_twin`` finds such a run.
 """
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -118,3 +124,46 @@ class RunFiles:
 
     def finish(self, summary: dict) -> None:
         write_atomic(self.final, json.dumps(summary, indent=2))
+
+    def identity(self) -> dict | None:
+        """The recorded identity (None without a readable config.json)."""
+        try:
+            return json.loads(self.config.read_text()).get("identity")
+        except (OSError, ValueError):
+            return None
+
+    def adopt(self, twin: "RunFiles", run: str) -> dict:
+        """Take a finished twin's log and summary as this run's (named ``run``); the summary
+        records ``reused_from``. Call after ``claim``; returns the summary."""
+        lines = [{**line, "run": run} for line in twin.read_log()]
+        write_atomic(self.log, "".join(json.dumps(line) + "\n" for line in lines))
+        summary = {**twin.finished(), "run": run, "reused_from": twin.directory.name}
+        self.finish(summary)
+        return summary
+
+
+def same_settings(a, b) -> bool:
+    """Equal identities, numbers equal to 1e-9 relative (a swept 2e-4 x 3 is the preset's 6e-4)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_settings(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same_settings(x, y) for x, y in zip(a, b, strict=True))
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    return math.isclose(a, b, rel_tol=1e-9) if numbers else (type(a) is type(b) and a == b)
+
+
+def finished_twin(directory: str | Path, identity: dict) -> RunFiles | None:
+    """A finished run beside ``directory`` with the same identity but its name, or None."""
+    directory = Path(directory)
+    unnamed = {k: v for k, v in identity.items() if k != "run"}
+    if not directory.parent.is_dir():
+        return None
+    for other in sorted(directory.parent.iterdir()):
+        files = RunFiles(other)
+        if other == directory or not files.final.exists():
+            continue
+        recorded = files.identity() or {}
+        same = same_settings({k: v for k, v in recorded.items() if k != "run"}, unnamed)
+        if same and "run" in recorded and files.finished().get("status") == "ok":
+            return files
+    return None

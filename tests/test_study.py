@@ -86,3 +86,52 @@ def test_an_optimum_at_the_edge_of_the_grid_extends_it():
     assert not widened(grid, {"a": 9.0, "b": 3.0, "c": 1.0})  # interior choices: done
     grid = {"a": [3.0**i for i in range(MAX_RATES)]}
     assert not widened(grid, {"a": 3.0 ** (MAX_RATES - 1)})  # at most MAX_RATES rates
+
+
+def finish_constructed(planned, aps):
+    """Give a planned run the files of a finished one (constructed, not trained)."""
+    import dataclasses
+
+    from bench.runfiles import RunFiles
+
+    files = RunFiles(planned.config.run_dir)
+    files.directory.mkdir(parents=True)
+    files.claim(dataclasses.asdict(planned.config), planned.config.identity())
+    for line in curve(aps):
+        files.save({"step": 0}, {**line, "run": planned.config.run})
+    files.checkpoint.unlink()
+    files.finish({"run": planned.config.run, "status": "ok", "metrics": {"AP": aps[-1]}})
+    return files
+
+
+def test_a_run_with_a_finished_twin_takes_its_results_instead_of_training(tmp_path, monkeypatch):
+    """The lr sweep's run at 2e-4 x 3 is the ablation's run at the preset's 6e-4 (same seed):
+    the ablation takes its log and summary under its own name; another seed still trains."""
+    from bench.runfiles import RunFiles
+
+    settings = plan_settings(get_preset("quick"), ["full"])
+    args = argparse.Namespace(seeds=[0, 1], preset="quick", overrides={}, out=str(tmp_path),
+                              data="synthetic", iterations=100, eval_every=50, lr_drop=2 / 3,
+                              budget_minutes=None, device="cpu", threads=1, val_videos=None)  # fmt: skip
+    sweep = ablate.plan_runs(settings, args, lrs=[2e-4 * 3], kind="lr")
+    args.overrides = {"lr": 6e-4}
+    ablation = ablate.plan_runs(settings, args)
+    assert sweep[0].lr != ablation[0].lr  # 0.0006000000000000001 against 0.0006
+    twin = finish_constructed(sweep[0], [0.1, 0.25])
+    trained = []
+
+    def isolated(target, payload, timeout, stream):
+        trained.append(payload["config"]["run"])
+        return argparse.Namespace(status="ok", message="")
+
+    monkeypatch.setattr(ablate, "run_isolated", isolated)
+    statuses = ablate.train_runs(ablation)
+    assert statuses == {"full-sdpa-seed0": "ok", "full-sdpa-seed1": "ok"}
+    assert trained == ["full-sdpa-seed1"]  # seed 1 has no twin
+    reused = RunFiles(ablation[0].config.run_dir)
+    assert reused.finished() == {**twin.finished(), "run": "full-sdpa-seed0",
+                                 "reused_from": twin.directory.name}  # fmt: skip
+    lines = reused.read_log()
+    assert [line["run"] for line in lines] == ["full-sdpa-seed0"] * 2
+    assert [line["metrics"] for line in lines] == [line["metrics"] for line in twin.read_log()]
+    assert ablate.collect(ablation[:1], 0.2).reached["full-sdpa-seed0"]["iteration"] == 100
