@@ -173,12 +173,13 @@ def compared_table(a: pd.DataFrame, b: pd.DataFrame, pairs) -> Table:
 
 
 def configurations(results) -> dict[tuple, pd.DataFrame]:
-    """Usable training runs by configuration (runs.GROUP), over every training kind."""
+    """Training runs by configuration (runs.GROUP, the rate to 3 digits: a swept 2e-4 x 3 is the
+    preset's 6e-4), over every training kind."""
     table = runs.run_table(results.training)
     if table.empty:
         return {}
     found = table.groupby(runs.GROUP, sort=True, dropna=False)
-    return {tuple(str(v) for v in key): group for key, group in found}
+    return {(*(str(v) for v in key[:-1]), rate(str(key[-1]))): group for key, group in found}
 
 
 def rate(lr: str) -> str:
@@ -208,7 +209,7 @@ def training_table(results_a, results_b) -> Table:
         difference = paired_difference(ap_a, ap_b)
         reached = [runs.censored(side[key], "iterations_to_target").label for side in (a, b)]
         rows.append(
-            [kind, method, f"{preset} · {data}", rate(lr),
+            [kind, method, f"{preset} · {data}", lr,
              estimate(mean_interval(ap_a.values()), points, "no finished run"),
              estimate(mean_interval(ap_b.values()), points, "no finished run"),
              signed_points(difference) if difference else missing("no seed on both sides"),
