@@ -503,6 +503,13 @@ def test_the_answer_states_the_studys_ratio(report, tables):
     )
     assert "dense needs more" in sentence and "seeds where both reached: 2 of 3" in sentence
     assert "(12000 iterations per run)" in sentence and "The poster reports 8.3×" in sentence
+    dense = {r["seed"]: 100 * r["AP"] for r in runs_of("study.jsonl").values()
+             if r["label"] == "full (sdpa)"}  # fmt: skip
+    other = {r["seed"]: 100 * r["AP"] for r in runs_of("study.jsonl").values()
+             if r["label"] == "stdeform frames K=16"}  # fmt: skip
+    difference = paired_difference(dense, other)
+    assert f"final AP: full (sdpa) {mean_interval(dense.values()).value:.1f} ± " in sentence
+    assert f"stdeform frames K=16 − full (sdpa): {difference.value:+.1f} ± " in sentence
 
 
 def test_a_configuration_that_never_reaches_the_target_reports_its_plateau(tmp_path):

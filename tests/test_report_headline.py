@@ -188,7 +188,7 @@ def test_every_column_names_its_source(rendered):
         f"FPS: batch-1 inference, paper preset, {XEON}",
         f"upper half of the T sweep (more frames at 10×17; token counts at or above its median), "
         f"then of the H×W sweep (larger frames at T = 8), {XEON}",
-        "AP (%): quick preset, synthetic data: final validation AP, mean ± 95% Student t interval "
+        "AP (%): quick preset, synthetic data, 1500 iterations: final validation AP, mean ± 95% Student t interval "
         "over seeds",
         f"timed in isolation on {H100} (quick preset)",
         "to the target AP 25.0 %",

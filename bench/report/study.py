@@ -16,8 +16,9 @@ from bench.report import devicehours, paper, runs
 from bench.report.cells import estimate, number, ratio
 from bench.report.methods import methods_of, reference_label
 from bench.report.provenance import short_device
+from bench.report.quantity import signed_points
 from bench.report.table import Column, Table
-from bench.stats import METHOD, mean_interval, ratio_interval, verdict
+from bench.stats import METHOD, mean_interval, paired_difference, ratio_interval, verdict
 
 MISSING = (
     "No convergence study (study.jsonl): python -m bench.study convergence produces it, with "
@@ -167,13 +168,32 @@ def study_with_hours(results) -> tuple[pd.DataFrame, list[str]]:
     return with_hours(study, steps, devices), devices
 
 
+def final_ap_text(study: pd.DataFrame, reference: str, other: str) -> str:
+    """ "final AP: dense 45.6 ± 9.0, other 47.6 ± 1.0; other − dense: +2.0 ± 1.3 points, verdict"."""
+    dense = {
+        s: 100 * v for s, v in runs.per_seed(study[study["method"] == reference], "AP").items()
+    }
+    mine = {s: 100 * v for s, v in runs.per_seed(study[study["method"] == other], "AP").items()}
+    shown = [estimate(mean_interval(v.values()), lambda x: f"{x:.1f}") for v in (dense, mine)]
+    difference = paired_difference(dense, mine)
+    finals = f"final AP: {reference} {shown[0]}, {other} {shown[1]}"
+    if difference is None:
+        return finals
+    return (
+        f"{finals}; {other} − {reference}: "
+        f"{signed_points(difference)} points, {verdict(difference)}"
+    )
+
+
 def study_sentence(results) -> str | None:
-    """The study's answer to the poster's ratio, for the report's opening: the first device's row."""
+    """The study's answer to the poster's ratio, for the report's opening: the first device's
+    ratio (or the plateau of a configuration that never reached) and the final APs."""
     study, devices = study_with_hours(results)
     rows = ratio_rows(results, study, devices) if devices else []
     if not rows:
         return None
     label, device, shown, both, verdict_text = rows[0]
+    reference, other = label.split(" / ", 1)
     iterations = ", ".join(sorted({str(int(i)) for i in study["iterations"].dropna()}))
     targets = ", ".join(f"{100 * t:.1f}" for t in sorted(set(study["target_AP"].dropna())))
     measured = (
@@ -182,8 +202,8 @@ def study_sentence(results) -> str | None:
     )  # fmt: skip
     return (
         f"Convergence study ({iterations} iterations per run), device-hours (b) to the target AP "
-        f"{targets} % on {device}, {label}: {measured}. The poster reports "
-        f"{paper.dense_over_deformable():.1f}× (GPU-hours, a different setting)."
+        f"{targets} % on {device}, {label}: {measured}; {final_ap_text(study, reference, other)}. "
+        f"The poster reports {paper.dense_over_deformable():.1f}× (GPU-hours, a different setting)."
     )
 
 
