@@ -13,10 +13,11 @@ prevented comes back from the checkpoint, and an unterminated last line (a kill 
 dropped with a warning. Checkpoints are loaded with ``weights_only=True``: they hold only tensors,
 numbers, strings and containers, and a planted file cannot run code.
 
-A run whose identity, all but its name, is that of a finished run in the same folder computes
-nothing new (training is deterministic for one identity): ``adopt`` takes that run's log and
-summary under its own name, recording ``reused_from``, instead of training again (the lr sweep's
-run at the chosen rate is the ablation's run at that seed). ``finished_twin`` finds such a run.
+A run whose identity, all but its name, is that of a finished run in the same folder would train
+the same model again (bit for bit on the CPU; up to kernel nondeterminism on a GPU): ``adopt``
+takes that run's log and summary under its own name, recording ``reused_from``, instead of
+training again (the lr sweep's run at the chosen rate is the ablation's run at that seed).
+``finished_twin`` finds such a run.
 """
 
 import json
