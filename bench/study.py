@@ -13,9 +13,10 @@ lr_choice.json ({encoder backend: rate}, merged with the choices of earlier swee
 folder); the preset's lr_by_backend holds the committed choice that bench.ablate trains with.
 
 ``convergence``: full attention and a deformable setting trained for --iterations (default 8x
-the ablation's) at their own learning rates, several seeds each, evaluated as often as the ablation
-(--eval-every default) so that iterations to the target have the ablation's resolution. A run's curve has flattened when
-it gained less than 0.5 AP points over its last 20% of iterations (bench.convergence.plateaued).
+the ablation's) at their own learning rates, several seeds each, evaluated as often as the
+ablation (--eval-every's default), so iterations to the target have the ablation's resolution.
+A run's curve has flattened when it gained less than 0.5 AP points over its last 20% of
+iterations (bench.convergence.plateaued).
 The target is 90% of the lower of the configurations' mean final AP, so that every configuration
 can reach it (``study_target``); per seed, iterations to the target give the ratio dense /
 deformable with its interval (bench.stats.ratio_interval, paired by seed); a configuration that

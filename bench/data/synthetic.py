@@ -23,7 +23,8 @@ an unfinished generation of the same spec (interrupted; its manifest says incomp
 again. Processes that ensure the same folder at once (two training jobs side by side) take turns
 through a lock file beside it, `.<folder name>.lock` (filelock): one writes, the others wait and
 then reuse its complete set; a complete set is reused without the lock, so it may sit on a
-read-only disk. The suite keeps a spec's set in `default_folder(spec)`, data/synthetic-<spec.name()>;
+read-only disk. The suite keeps a spec's set in `default_folder(spec)`,
+data/synthetic-<spec.name()>;
 `generate_synthetic(out, videos=..., ...)` is ensure_synthetic with the spec given by its fields.
 
 Seeds: each video draws from its own numpy Generator seeded by SeedSequence([seed, stream, index]),

@@ -8,9 +8,9 @@ measured once) and a verdict by the noise rule (bench.report.noise.changed): "no
 |log(B/A)| exceeds the sum of both spreads and 5%; otherwise what changed, in the metric's words
 (faster / slower, more / less memory, ...). A training run is one seed, so its metrics get no
 per-record verdict; the training table compares each configuration (bench.report.runs.GROUP) over
-seeds instead: B − A in AP points, paired by the seeds both sides ran (bench.stats.paired_difference),
-with its interval and verdict ("not distinguishable" when the interval contains 0), and the runs
-that reached the target on each side. Records of one side only are listed.
+seeds instead: B − A in AP points, paired by the seeds both sides ran
+(bench.stats.paired_difference), with its interval and verdict ("not distinguishable" when the
+interval contains 0), and the runs that reached the target on each side. Records of one side only are listed.
 The comparison is written as README.md and index.html (bench.report.page) with comparison.json.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report import runs
+from bench.report.ablation import ap_by_seed
 from bench.report.cells import estimate, missing, number, plain
 from bench.report.environments import describe
 from bench.report.load import load_results
@@ -195,7 +196,7 @@ def points(value: float) -> str:
 
 
 def training_table(results_a, results_b) -> Table:
-    """Per configuration both sides trained: AP over seeds, B − A paired by seed, and its verdict."""
+    """Per configuration both sides trained: AP over seeds, B − A paired by seed, its verdict."""
     columns = [Column("kind"), Column("configuration"), Column("preset · data"), Column("lr")]
     columns += [Column("AP A (%)", numeric=True), Column("AP B (%)", numeric=True)]
     columns += [Column("B − A (points)", numeric=True), Column("seeds paired", numeric=True)]
@@ -204,8 +205,7 @@ def training_table(results_a, results_b) -> Table:
     rows = []
     for key in sorted(set(a) & set(b)):
         kind, preset, data, method, lr = key
-        ap_a = {s: 100 * v for s, v in runs.per_seed(a[key], "AP").items()}
-        ap_b = {s: 100 * v for s, v in runs.per_seed(b[key], "AP").items()}
+        ap_a, ap_b = ap_by_seed(a[key], method), ap_by_seed(b[key], method)
         difference = paired_difference(ap_a, ap_b)
         reached = [runs.censored(side[key], "iterations_to_target").label for side in (a, b)]
         rows.append(

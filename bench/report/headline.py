@@ -247,8 +247,8 @@ def training_cells(results, methods, group_runs, reference) -> tuple[dict, dict,
     planned = sorted({int(i) for i in group_runs["planned_iterations"].dropna()})
     length = f", {' / '.join(map(str, planned))} iterations" if planned else ""
     legend = {
-        "AP": f"{preset} preset, {data} data{length}: final validation AP, mean ± 95% Student t interval "
-        "over seeds; × dense: geometric-mean ratio to full (sdpa), paired by seed; Δ: the paired "
+        "AP": f"{preset} preset, {data} data{length}: final validation AP, mean ± 95% Student t "
+        "interval over seeds; × dense: geometric-mean ratio to full (sdpa), paired by seed; Δ: the paired "
         "difference in AP points with its 95% Student t interval, which gives the verdict"
         if preset is not None
         else "no ablation runs: python -m bench.ablate trains them",

@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.convergence import PLATEAU_GAIN, PLATEAU_WINDOW, plateau_gain, plateaued
 from bench.report import devicehours, paper, runs
+from bench.report.ablation import ap_by_seed
 from bench.report.cells import estimate, number, ratio
 from bench.report.methods import methods_of, reference_label
 from bench.report.provenance import short_device
@@ -169,11 +170,8 @@ def study_with_hours(results) -> tuple[pd.DataFrame, list[str]]:
 
 
 def final_ap_text(study: pd.DataFrame, reference: str, other: str) -> str:
-    """ "final AP: dense 45.6 ± 9.0, other 47.6 ± 1.0; other − dense: +2.0 ± 1.3 points, verdict"."""
-    dense = {
-        s: 100 * v for s, v in runs.per_seed(study[study["method"] == reference], "AP").items()
-    }
-    mine = {s: 100 * v for s, v in runs.per_seed(study[study["method"] == other], "AP").items()}
+    """ "final AP: dense 45.6 ± 9.0, other 47.6 ± 1.0; other − dense: +2.0 ± 1.3 points, n.d."."""
+    dense, mine = ap_by_seed(study, reference), ap_by_seed(study, other)
     shown = [estimate(mean_interval(v.values()), lambda x: f"{x:.1f}") for v in (dense, mine)]
     difference = paired_difference(dense, mine)
     finals = f"final AP: {reference} {shown[0]}, {other} {shown[1]}"
@@ -203,7 +201,8 @@ def study_sentence(results) -> str | None:
     return (
         f"Convergence study ({iterations} iterations per run), device-hours (b) to the target AP "
         f"{targets} % on {device}, {label}: {measured}; {final_ap_text(study, reference, other)}. "
-        f"The poster reports {paper.dense_over_deformable():.1f}× (GPU-hours, a different setting)."
+        f"The poster reports {paper.dense_over_deformable():.1f}× "
+        "(GPU-hours, a different setting)."
     )
 
 
